@@ -1,0 +1,3 @@
+"""Support code for the transformer interpretability course book."""
+
+__version__ = "0.1.0"

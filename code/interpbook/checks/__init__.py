@@ -1,0 +1,59 @@
+"""Exercise checks. Each check calls the learner's function on known inputs and compares with
+a reference; a failure says what was expected, what came back, and where to look."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import torch
+
+
+class CheckFailed(AssertionError):
+    """An exercise's check did not pass. The message says why."""
+
+
+def call(fn: Callable, *args, **kwargs) -> Any:
+    """Call the learner's ``fn``; an unfinished stub becomes a readable failure."""
+    name = getattr(fn, "__name__", repr(fn))
+    try:
+        return fn(*args, **kwargs)
+    except NotImplementedError:
+        raise CheckFailed(
+            f"`{name}` still raises NotImplementedError: fill in the lines marked "
+            "`# YOUR CODE HERE`, re-run that cell, then run this check again."
+        ) from None
+
+
+def expect_tensor(value: Any, what: str, shape: Sequence[int] | None = None,
+                  dims: str | None = None, dtype: torch.dtype | None = None,
+                  floating: bool = False) -> torch.Tensor:
+    """``value`` must be a tensor of ``shape`` (``dims`` names the axes in messages)."""
+    if not isinstance(value, torch.Tensor):
+        raise CheckFailed(f"{what} should be a torch.Tensor, got {type(value).__name__}.")
+    if shape is not None and tuple(value.shape) != tuple(shape):
+        named = f" = [{dims}]" if dims else ""
+        raise CheckFailed(
+            f"{what} has shape {list(value.shape)}; expected {list(shape)}{named}."
+        )
+    if dtype is not None and value.dtype != dtype:
+        raise CheckFailed(f"{what} has dtype {value.dtype}; expected {dtype}.")
+    if floating and not value.is_floating_point():
+        raise CheckFailed(f"{what} has dtype {value.dtype}; expected a floating-point tensor.")
+    return value
+
+
+def expect_close(actual: torch.Tensor, expected: torch.Tensor, what: str, atol: float = 1e-4,
+                 rtol: float = 1e-3, hint: str = "") -> None:
+    expected = expected.to(actual.device, actual.dtype)
+    if not torch.allclose(actual, expected, atol=atol, rtol=rtol):
+        diff = (actual - expected).abs()
+        idx = tuple(int(i) for i in torch.unravel_index(diff.argmax(), diff.shape)) if diff.ndim else ()
+        raise CheckFailed(
+            f"{what} differs from the reference: largest difference {diff.max().item():.4g} at index "
+            f"{list(idx)} (yours {actual[idx].item():.4g}, expected {expected[idx].item():.4g})."
+            + (f" {hint}" if hint else "")
+        )
+
+
+def passed(message: str) -> None:
+    print(f"✔ {message}")

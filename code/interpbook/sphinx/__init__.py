@@ -1,0 +1,218 @@
+"""Sphinx extension for the book: exercises, solution toggles with derived stubs, Colab badges
+and notebook downloads, offline plotly.
+
+Enable with ``extensions: [interpbook.sphinx]`` in ``_config.yml``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from urllib.parse import quote
+
+from docutils import nodes
+from docutils.parsers.rst import directives
+from sphinx.application import Sphinx
+from sphinx.transforms.post_transforms import SphinxPostTransform
+from sphinx.util import logging
+from sphinx.util.docutils import SphinxDirective
+
+from interpbook.exercises import make_stub, strip_markers
+from interpbook.notebooks import DOTS, notebook_names, rating, write_notebooks
+
+logger = logging.getLogger(__name__)
+STATIC = Path(__file__).resolve().parent.parent / "static"
+
+
+def _level(value: str) -> int:
+    n = int(value)
+    if not 1 <= n <= 5:
+        raise ValueError("must be a whole number from 1 to 5")
+    return n
+
+
+class ExerciseDirective(SphinxDirective):
+    """``:::{exercise} Title`` with :label:, :difficulty:, :importance:, :minutes:."""
+
+    has_content = True
+    required_arguments = 1
+    final_argument_whitespace = True
+    option_spec = {
+        "label": directives.unchanged_required,
+        "difficulty": _level,
+        "importance": _level,
+        "minutes": directives.positive_int,
+    }
+
+    def run(self):
+        missing = [k for k in ("label", "difficulty", "importance", "minutes") if k not in self.options]
+        if missing:
+            raise self.error(f"exercise {self.arguments[0]!r} is missing :{': :'.join(missing)}:")
+        label = self.options["label"]
+        node = nodes.admonition(classes=["exercise"], ids=[nodes.make_id(label)])
+        title_text = f"Exercise: {self.arguments[0]}"
+        textnodes, _ = self.state.inline_text(title_text, self.lineno)
+        node += nodes.title(title_text, "", *textnodes)
+        diff, imp, mins = self.options["difficulty"], self.options["importance"], self.options["minutes"]
+        meta = nodes.paragraph(classes=["exercise-meta"])
+        for name, n in (("Difficulty", diff), ("Importance", imp)):
+            item = nodes.inline(classes=["exercise-rating", name.lower()])
+            item += nodes.strong(text=f"{name} ")
+            item += nodes.inline(text=rating(n), classes=["dots"])
+            item += nodes.inline(text=f" ({n} of 5)", classes=["visually-hidden"])
+            meta += item
+            meta += nodes.Text(" · ")
+        meta += nodes.inline(text=f"about {mins} minutes", classes=["exercise-time"])
+        node += meta
+        self.state.nested_parse(self.content, self.content_offset, node)
+        # Register the label so {ref}`label` works.
+        std = self.env.get_domain("std")
+        std.note_hyperlink_target(label, self.env.docname, nodes.make_id(label), title_text)
+        return [node]
+
+
+class SolutionCells(SphinxPostTransform):
+    """Show the derived stub above each solution cell and collapse the solution source (its
+    outputs stay visible). Runs before myst-nb's HideInputCells (priority 199)."""
+
+    default_priority = 150
+    formats = ("html",)
+
+    def run(self, **kwargs):
+        for cell in list(self.document.findall(nodes.container)):
+            if cell.get("nb_element") != "cell_code" or "tag_solution" not in cell["classes"]:
+                continue
+            source_node = next(
+                (c for c in cell.children if c.get("nb_element") == "cell_code_source"), None
+            )
+            if source_node is None:
+                continue
+            block = next(source_node.findall(nodes.literal_block))
+            where = f"{self.env.docname}: solution cell"
+            try:
+                stub = make_stub(block.astext(), where=where)
+            except ValueError as e:
+                logger.error(str(e), location=cell)
+                continue
+            # The reader sees the solution without the markers.
+            clean = strip_markers(block.astext())
+            block.children = [nodes.Text(clean)]
+            block.rawsource = clean
+            stub_box = nodes.container(classes=["exercise-stub"])
+            stub_box += nodes.paragraph(text="Your starting point (the exercise notebook has this stub):",
+                                        classes=["exercise-stub-caption"])
+            stub_box += nodes.literal_block(stub, stub, language="ipython3", classes=["highlight-ipython3"])
+            cell.parent.insert(cell.parent.index(cell), stub_box)
+            cell["hide_mode"] = "input"
+            cell["prompt_show"] = "Show solution"
+            cell["prompt_hide"] = "Hide solution"
+            cell["classes"].append("solution-cell")
+
+
+def _is_chapter_page(app: Sphinx, docname: str) -> bool:
+    return docname.startswith(app.config.interpbook_chapter_prefix) and docname in app.env.found_docs
+
+
+def _repo_url(app: Sphinx) -> str:
+    url = (app.config.html_theme_options or {}).get("repository_url") or ""
+    if not url:
+        raise RuntimeError("Set repository.url in _config.yml: Colab badges and setup cells need it.")
+    return url.rstrip("/")
+
+
+def _colab_url(app: Sphinx, rel_notebook: str) -> str:
+    repo = _repo_url(app).removeprefix("https://github.com/")
+    branch = app.config.interpbook_notebooks_branch
+    return f"https://colab.research.google.com/github/{repo}/blob/{branch}/{quote(rel_notebook)}"
+
+
+class ChapterHeader(SphinxPostTransform):
+    """Colab badge and notebook downloads under the title of every chapter page."""
+
+    default_priority = 160
+    formats = ("html",)
+
+    def run(self, **kwargs):
+        app, docname = self.app, self.env.docname
+        if not _is_chapter_page(app, docname):
+            return
+        ex_rel, sol_rel = notebook_names(docname)
+        depth = docname.count("/")
+        up = "../" * depth
+        badge = f"{up}_static/open-in-colab.svg"
+        html = (
+            '<div class="chapter-notebooks">'
+            f'<a class="colab-badge" href="{_colab_url(app, ex_rel)}" target="_blank" rel="noopener">'
+            f'<img src="{badge}" alt="Open the exercise notebook in Colab" width="117" height="20"></a>'
+            f' <a class="notebook-download" href="{up}{ex_rel}" download>Download exercises (.ipynb)</a>'
+            f' · <a class="notebook-download" href="{up}{sol_rel}" download>Download solutions (.ipynb)</a>'
+            "</div>"
+        )
+        raw = nodes.raw("", html, format="html")
+        section = next(self.document.findall(nodes.section), None)
+        if section is None:
+            return
+        title = next(iter(section.findall(nodes.title)), None)
+        section.insert(section.index(title) + 1 if title is not None else 0, raw)
+
+
+def _builder_inited(app: Sphinx) -> None:
+    # Chapter kernels inherit this: interpbook.plotting then renders figures as HTML that uses the
+    # site's single copy of plotly.js instead of inlining 4.8 MB per page.
+    os.environ["INTERP_BOOK_PLOTLY"] = "book"
+    if app.builder.format != "html":
+        return
+    import plotly
+
+    static = Path(app.outdir).parent / ".interpbook_static"
+    static.mkdir(parents=True, exist_ok=True)
+    plotly_js = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    if not plotly_js.exists():
+        raise RuntimeError(f"plotly.min.js not found at {plotly_js}: is plotly installed?")
+    shutil.copyfile(plotly_js, static / "plotly.min.js")
+    for f in STATIC.glob("*"):
+        if f.is_file():
+            shutil.copyfile(f, static / f.name)
+    app.config.html_static_path.append(str(static))
+    app.add_css_file("interpbook.css")
+
+
+def _page_context(app: Sphinx, pagename, templatename, context, doctree) -> None:
+    body = context.get("body", "")
+    if "Plotly.newPlot" in body:
+        app.add_js_file("plotly.min.js", priority=100)
+
+
+def _build_finished(app: Sphinx, exception) -> None:
+    if exception is not None or app.builder.format != "html":
+        return
+    srcdir = Path(app.srcdir)
+    cache_dir = app.config.nb_execution_cache_path or None
+    base = (app.config.html_baseurl or "").rstrip("/")
+    count = 0
+    for docname in sorted(app.env.found_docs):
+        if not _is_chapter_page(app, docname):
+            continue
+        md = srcdir / f"{docname}.md"
+        if not md.exists():
+            continue
+        page_url = f"{base}/{docname}.html" if base else None
+        write_notebooks(md, app.outdir, docname, _repo_url(app), cache_dir, page_url)
+        count += 1
+    logger.info(f"interpbook: wrote exercise and solution notebooks for {count} chapter page(s)")
+
+
+def setup(app: Sphinx):
+    app.add_config_value("interpbook_chapter_prefix", "book/chapters/", "env")
+    app.add_config_value("interpbook_notebooks_branch", "notebooks", "env")
+    app.add_directive("exercise", ExerciseDirective)
+    app.add_post_transform(SolutionCells)
+    app.add_post_transform(ChapterHeader)
+    app.connect("builder-inited", _builder_inited)
+    app.connect("html-page-context", _page_context)
+    app.connect("build-finished", _build_finished)
+    return {"version": "0.1", "parallel_read_safe": True, "parallel_write_safe": True}
+
+
+__all__ = ["setup", "DOTS"]

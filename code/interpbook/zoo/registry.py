@@ -1,0 +1,113 @@
+"""One function loads every model the book uses: :func:`load_model`.
+
+Each logical model name maps to a book-trained checkpoint (default profile) and, where a hub
+model plays the same role, to that hub model (full profile). Chapter code calls
+``load_model("attn-only-2l")`` and never names a profile.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from interpbook.profiles import current_profile, default_device
+
+
+class UnknownModelError(KeyError):
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    description: str
+    # Loads the book-trained checkpoint (default profile).
+    load_default: Callable[[str], torch.nn.Module]
+    # Loads the hub model that plays the same role (full profile); None if there is none.
+    load_full: Callable[[str], torch.nn.Module] | None = None
+    hub_name: str | None = None
+    # Module whose `train()` regenerates the checkpoint.
+    trainer: str | None = None
+
+
+_SPECS: dict[str, ModelSpec] = {}
+# Modules that define models; each calls `register` at import time.
+_MODEL_MODULES = (
+    "interpbook.zoo.attn_only",
+    "interpbook.zoo.ioi",
+    "interpbook.zoo.brackets",
+    "interpbook.zoo.modular_addition",
+)
+_loaded = False
+
+
+def register(spec: ModelSpec) -> ModelSpec:
+    _SPECS[spec.name] = spec
+    return spec
+
+
+def _ensure_registered() -> None:
+    global _loaded
+    if not _loaded:
+        import importlib
+
+        for mod in _MODEL_MODULES:
+            importlib.import_module(mod)
+        _loaded = True
+
+
+def model_names() -> list[str]:
+    _ensure_registered()
+    return sorted(_SPECS)
+
+
+def spec(name: str) -> ModelSpec:
+    _ensure_registered()
+    if name not in _SPECS:
+        raise UnknownModelError(
+            f"Unknown model {name!r}. Models in the zoo: {', '.join(sorted(_SPECS))}."
+        )
+    return _SPECS[name]
+
+
+def load_model(name: str, device: str | None = None, profile: str | None = None) -> torch.nn.Module:
+    """Load model ``name`` for the active profile (or ``profile``), in eval mode on ``device``."""
+    s = spec(name)
+    prof = profile or current_profile()
+    if profile is not None:
+        # Validate an explicit profile the same way as the environment setting.
+        import os
+
+        from interpbook.profiles import PROFILE_ENV
+
+        old = os.environ.get(PROFILE_ENV)
+        os.environ[PROFILE_ENV] = profile
+        try:
+            current_profile()
+        finally:
+            if old is None:
+                os.environ.pop(PROFILE_ENV, None)
+            else:
+                os.environ[PROFILE_ENV] = old
+    dev = device or default_device()
+    if prof == "full" and s.load_full is not None:
+        model = s.load_full(dev)
+    else:
+        model = s.load_default(dev)
+    model.eval()
+    from interpbook.book import note_model
+
+    note_model(name, model_source(name, prof))
+    return model
+
+
+def model_source(name: str, profile: str | None = None) -> str:
+    """Where ``load_model(name)`` gets its weights under the active profile, for page footers."""
+    s = spec(name)
+    prof = profile or current_profile()
+    if prof == "full" and s.load_full is not None:
+        return f"{s.hub_name} (hub)"
+    return f"book-trained checkpoint `{name}`"

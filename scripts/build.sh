@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Build the site: set up .venv with the pinned requirements, execute every page offline, and
+# write HTML to _build/html. Pages whose code did not change come from the execution cache.
+#
+#   bash scripts/build.sh                  # the whole book
+#   bash scripts/build.sh PAGE.md          # one page only (fast preview), into _build/page/
+#   INTERP_BOOK_PROFILE=full bash scripts/build.sh   # hub models (network + GPU)
+set -eo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/ensure_env.sh
+export PATH="$PWD/.venv/bin:$PATH"
+export INTERP_BOOK_PROFILE="${INTERP_BOOK_PROFILE:-default}"
+export PYTHONWARNINGS="ignore"
+.venv/bin/python -c "from interpbook.profiles import current_profile; current_profile()"
+export MPLBACKEND=Agg TQDM_DISABLE=1 TOKENIZERS_PARALLELISM=false
+
+start=$(date +%s)
+if [ -n "${1:-}" ]; then
+  page="$1"
+  [ -f "$page" ] || { echo "No such page: $page" >&2; exit 2; }
+  rm -rf _build/page
+  mkdir -p _build/page
+  # A one-page book with the same configuration and extensions.
+  printf 'format: jb-book\nroot: %s\n' "${page%.md}" > _build/page/_toc.yml
+  jupyter-book build . --toc _build/page/_toc.yml --path-output _build/page --warningiserror --keep-going
+  echo "Page built in $(( $(date +%s) - start )) s: _build/page/_build/html/${page%.md}.html"
+  exit 0
+fi
+
+log=_build/build.log
+mkdir -p _build
+rm -rf _build/html.failed
+if ! jupyter-book build . --warningiserror --nitpick --keep-going 2>&1 | tee "$log"; then
+  # Never leave a half-built site where tests or the publish step would pick it up.
+  [ -d _build/html ] && mv _build/html _build/html.failed
+  echo >&2
+  echo "BUILD FAILED after $(( $(date +%s) - start )) s. The first errors:" >&2
+  grep -nE "(ERROR|WARNING|Error|Traceback|CellExecutionError)" "$log" | head -n 20 >&2 || true
+  echo "Full log: $log. Executed-cell tracebacks: _build/html.failed/reports/ (if any)." >&2
+  exit 1
+fi
+echo "Site built in $(( $(date +%s) - start )) s (profile: $INTERP_BOOK_PROFILE): $PWD/_build/html/index.html"
+echo "Preview: .venv/bin/python -m http.server -d _build/html 8000"

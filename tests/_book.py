@@ -1,0 +1,83 @@
+"""Helpers shared by the tests: where the chapters are, and a Jupyter kernel driven cell by cell."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+SITE = REPO / "_build" / "html"
+
+
+def toc_pages() -> list[str]:
+    """Every page in _toc.yml, as a path relative to the repo without suffix."""
+    toc = yaml.safe_load((REPO / "_toc.yml").read_text())
+    pages = [toc["root"]]
+
+    def walk(entries):
+        for e in entries or []:
+            if "file" in e:
+                pages.append(e["file"])
+            walk(e.get("sections"))
+            walk(e.get("chapters"))
+
+    for part in toc.get("parts", []):
+        walk(part.get("chapters"))
+    walk(toc.get("chapters"))
+    return pages
+
+
+def chapter_pages() -> list[Path]:
+    """Chapter pages that have exercises (``book/chapters/**.md`` listed in the toc)."""
+    from interpbook.exercises import find_exercises, read_notebook
+
+    out = []
+    for page in toc_pages():
+        if page.startswith("book/chapters/"):
+            path = REPO / f"{page}.md"
+            if find_exercises(read_notebook(path), where=str(path)):
+                out.append(path)
+    return out
+
+
+@dataclass
+class CellResult:
+    ok: bool
+    ename: str = ""
+    evalue: str = ""
+    text: str = ""
+
+
+class Kernel:
+    """A real IPython kernel: run source strings one at a time, see errors by name."""
+
+    def __init__(self, cwd: Path, timeout: int = 600):
+        from nbclient import NotebookClient
+
+        self.nb = nbformat.v4.new_notebook()
+        self.client = NotebookClient(self.nb, timeout=timeout, kernel_name="python3",
+                                     allow_errors=True, resources={"metadata": {"path": str(cwd)}})
+        self._ctx = None
+        self._n = 0
+
+    def __enter__(self):
+        self._ctx = self.client.setup_kernel()
+        self._ctx.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self._ctx.__exit__(*exc)
+
+    def run(self, source: str) -> CellResult:
+        cell = nbformat.v4.new_code_cell(source)
+        self.nb.cells.append(cell)
+        self.client.execute_cell(cell, self._n)
+        self._n += 1
+        text = "".join(o.get("text", "") for o in cell.outputs if o.get("output_type") == "stream")
+        for o in cell.outputs:
+            if o.get("output_type") == "error":
+                return CellResult(False, o["ename"], o["evalue"], text)
+        return CellResult(True, text=text)

@@ -1,0 +1,65 @@
+"""The built site in headless Chromium: pages load cleanly, figures draw, toggles open, and
+every notebook link points at a file the build produced."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pytest
+from _book import toc_pages
+
+pytestmark = pytest.mark.browser
+PAGES = [f"{p}.html" for p in toc_pages()]
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_loads_and_figures_draw(open_page, page):
+    p = open_page(page)
+    p.wait_for_load_state("networkidle")
+    figures = p.locator("div.plotly-graph-div")
+    for i in range(figures.count()):
+        fig = figures.nth(i)
+        fig.scroll_into_view_if_needed()
+        # plotly adds .js-plotly-plot and an <svg class="main-svg"> once it has drawn
+        p.wait_for_function("el => el.classList.contains('js-plotly-plot') && el.querySelector('svg.main-svg')",
+                            arg=fig.element_handle(), timeout=15000)
+    assert p.console_errors == [], f"{page}: console errors {p.console_errors}"
+
+
+CHAPTER_PAGES = [p for p in PAGES if p.startswith("book/chapters/")]
+
+
+@pytest.mark.parametrize("page", CHAPTER_PAGES)
+def test_solutions_and_hints_open(open_page, page):
+    p = open_page(page)
+    solutions = p.locator("div.solution-cell details.hide")
+    hints = p.locator("details.sd-dropdown")
+    if "index" not in page:
+        assert solutions.count() > 0 and hints.count() > 0, f"{page}: no solution toggles or hints"
+    for loc in (solutions, hints):
+        for i in range(loc.count()):
+            d = loc.nth(i)
+            assert not d.evaluate("el => el.open"), "collapsed by default"
+            d.locator("summary").first.click()
+            assert d.evaluate("el => el.open"), f"{page}: a toggle did not open"
+    # solution outputs stay visible without opening anything
+    assert p.locator("div.solution-cell .cell_output").count() >= 0
+
+
+@pytest.mark.parametrize("page", CHAPTER_PAGES)
+def test_notebook_links_point_at_built_files(open_page, site_dir, page):
+    p = open_page(page)
+    badge = p.locator("a.colab-badge")
+    assert badge.count() == 1, f"{page}: expected one Colab badge"
+    colab = badge.get_attribute("href")
+    assert colab.startswith("https://colab.research.google.com/github/")
+    nb_rel = colab.split("/blob/", 1)[1].split("/", 1)[1]  # drop the branch
+    assert (site_dir / unquote(nb_rel)).is_file(), f"Colab badge points at {nb_rel}, not built"
+    assert nb_rel.endswith(".exercises.ipynb")
+    links = p.locator("a.notebook-download")
+    assert links.count() == 2
+    for i in range(links.count()):
+        href = links.nth(i).evaluate("a => a.href")
+        path = Path(unquote(urlparse(href).path)).relative_to("/")
+        assert (site_dir / path).is_file(), f"{page}: download link {href} has no file"

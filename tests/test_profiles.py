@@ -1,0 +1,34 @@
+import os
+
+import pytest
+
+from interpbook.profiles import PROFILE_ENV, UnknownProfileError, current_profile
+from interpbook.zoo import UnknownModelError, load_model, model_names
+
+
+def test_default_profile_sets_hub_offline(monkeypatch):
+    monkeypatch.delenv(PROFILE_ENV, raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    assert current_profile() == "default"
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+
+
+def test_unknown_profile_lists_valid_ones(monkeypatch):
+    monkeypatch.setenv(PROFILE_ENV, "fast")
+    with pytest.raises(UnknownProfileError, match=r"Unknown profile 'fast'.*default, full"):
+        current_profile()
+
+
+def test_unknown_model_lists_the_zoo():
+    with pytest.raises(UnknownModelError) as e:
+        load_model("gpt-5")
+    msg = str(e.value)
+    assert "Unknown model 'gpt-5'" in msg
+    for name in model_names():
+        assert name in msg
+
+
+def test_explicit_unknown_profile_is_rejected():
+    name = model_names()[0]
+    with pytest.raises(UnknownProfileError):
+        load_model(name, profile="turbo")
