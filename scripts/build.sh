@@ -18,12 +18,15 @@ start=$(date +%s)
 if [ -n "${1:-}" ]; then
   page="$1"
   [ -f "$page" ] || { echo "No such page: $page" >&2; exit 2; }
-  rm -rf _build/page
-  mkdir -p _build/page
-  # A one-page book with the same configuration and extensions.
-  printf 'format: jb-book\nroot: %s\n' "${page%.md}" > _build/page/_toc.yml
-  jupyter-book build . --toc _build/page/_toc.yml --path-output _build/page --warningiserror --keep-going
-  echo "Page built in $(( $(date +%s) - start )) s: _build/page/_build/html/${page%.md}.html"
+  name=$(basename "${page%.md}")
+  out="_build/page/$name"
+  rm -rf "$out"
+  mkdir -p "$out"
+  # A one-page book with the same configuration and extensions (its own output folder, so
+  # several pages can be previewed at once; the execution cache is shared).
+  printf 'format: jb-book\nroot: %s\n' "${page%.md}" > "$out/_toc.yml"
+  jupyter-book build . --toc "$out/_toc.yml" --path-output "$out" --warningiserror --keep-going
+  echo "Page built in $(( $(date +%s) - start )) s: $out/_build/html/${page%.md}.html"
   exit 0
 fi
 

@@ -114,3 +114,10 @@ def test_exercise_notebook_fails_only_on_unfinished_exercises(page):
             else:
                 unexpected.append(f"cell {i}: {r.ename}: {r.evalue}")
     assert not unexpected, "exercise notebook failed for reasons other than unfinished exercises:\n" + "\n".join(unexpected)
+
+
+def test_generated_solution_modules_are_up_to_date():
+    from interpbook.export import export_all
+
+    stale = export_all(REPO, check=True)
+    assert not stale, f"run `interpbook export-solutions`: out of date: {stale}"

@@ -174,11 +174,32 @@ def _builder_inited(app: Sphinx) -> None:
     for f in STATIC.glob("*"):
         if f.is_file():
             shutil.copyfile(f, static / f.name)
+    # MathJax from the site itself (django-static-mathjax ships MathJax 3 as package data), not
+    # from a CDN: the site must work offline.
+    import mathjax as _mathjax_pkg  # the django-static-mathjax wheel's package
+
+    es5 = Path(_mathjax_pkg.__file__).parent / "static" / "mathjax" / "es5"
+    target = static / "mathjax"
+    if not (target / "tex-mml-chtml.js").exists():
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(es5 / "tex-mml-chtml.js", target / "tex-mml-chtml.js")
+        shutil.copytree(es5 / "output" / "chtml" / "fonts" / "woff-v2", target / "output" / "chtml" / "fonts" / "woff-v2",
+                        dirs_exist_ok=True)
+    app.config.mathjax_path = "mathjax/tex-mml-chtml.js"
     app.config.html_static_path.append(str(static))
     app.add_css_file("interpbook.css")
 
 
 def _page_context(app: Sphinx, pagename, templatename, context, doctree) -> None:
+    # Jupyter Book 1.0 registers sphinx-thebe twice; a repeated `const THEBE_JS_URL` script is a
+    # console error on every page. Keep the first copy of each script.
+    seen, unique = set(), []
+    for script in context.get("script_files", []):
+        key = (str(script), str(getattr(script, "attributes", "")))
+        if key not in seen:
+            seen.add(key)
+            unique.append(script)
+    context["script_files"] = unique
     body = context.get("body", "")
     if "Plotly.newPlot" in body:
         app.add_js_file("plotly.min.js", priority=100)
@@ -204,6 +225,7 @@ def _build_finished(app: Sphinx, exception) -> None:
 
 
 def setup(app: Sphinx):
+    app.setup_extension("interpbook.sphinx.open_problems")
     app.add_config_value("interpbook_chapter_prefix", "book/chapters/", "env")
     app.add_config_value("interpbook_notebooks_branch", "notebooks", "env")
     app.add_directive("exercise", ExerciseDirective)
