@@ -5,8 +5,7 @@ in a real kernel."""
 from __future__ import annotations
 
 import pytest
-from _book import REPO, Kernel, chapter_pages
-
+from _book import Kernel, chapter_pages
 from interpbook.exercises import cell_tags, find_exercises, make_stub, read_notebook
 
 PAGES = chapter_pages()

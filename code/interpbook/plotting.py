@@ -8,7 +8,7 @@ Jupyter or Colab plotly's own default renderer is used.
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go

@@ -3,7 +3,8 @@ a reference; a failure says what was expected, what came back, and where to look
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
