@@ -191,18 +191,46 @@ def _builder_inited(app: Sphinx) -> None:
 
 
 def _page_context(app: Sphinx, pagename, templatename, context, doctree) -> None:
+    if "Plotly.newPlot" in context.get("body", ""):
+        app.add_js_file("plotly.min.js", priority=100)  # lands in context["script_files"]
     # Jupyter Book 1.0 registers sphinx-thebe twice; a repeated `const THEBE_JS_URL` script is a
-    # console error on every page. Keep the first copy of each script.
+    # console error on every page. Keep the first copy of each script, in place.
     seen, unique = set(), []
-    for script in context.get("script_files", []):
+    scripts = context.get("script_files", [])
+    for script in scripts:
         key = (str(script), str(getattr(script, "attributes", "")))
         if key not in seen:
             seen.add(key)
             unique.append(script)
-    context["script_files"] = unique
-    body = context.get("body", "")
-    if "Plotly.newPlot" in body:
-        app.add_js_file("plotly.min.js", priority=100)
+    scripts[:] = unique
+
+
+def _package_fingerprint() -> str:
+    """Hash of the interpbook package (code and checkpoints). Part of every executed page's
+    cache key, so a new checkpoint or a changed check re-executes the pages."""
+    import hashlib
+
+    root = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*")):
+        if f.is_file() and "__pycache__" not in f.parts and f.suffix not in (".pyc",):
+            h.update(f.relative_to(root).as_posix().encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _source_read(app: Sphinx, docname: str, source: list[str]) -> None:
+    text = source[0]
+    if "```{code-cell}" not in text:
+        return
+    if not hasattr(app, "_interpbook_fingerprint"):
+        app._interpbook_fingerprint = _package_fingerprint()
+    # An invisible cell: jupyter-cache keys a page on its code cells, so this line makes the
+    # key change when the package does.
+    source[0] = text.rstrip("\n") + (
+        "\n\n```{code-cell} ipython3\n:tags: [remove-cell]\n"
+        f"# interpbook package fingerprint {app._interpbook_fingerprint}\n```\n"
+    )
 
 
 def _build_finished(app: Sphinx, exception) -> None:
@@ -233,6 +261,7 @@ def setup(app: Sphinx):
     app.add_post_transform(ChapterHeader)
     app.connect("builder-inited", _builder_inited)
     app.connect("html-page-context", _page_context)
+    app.connect("source-read", _source_read)
     app.connect("build-finished", _build_finished)
     return {"version": "0.1", "parallel_read_safe": True, "parallel_write_safe": True}
 
