@@ -1,0 +1,416 @@
+"""The grokking model: a one-layer transformer trained on modular addition, ``a + b mod p``.
+
+Everything a chapter needs sits here: the data set (all ``p * p`` pairs, with the deterministic
+train/test split the model was trained on), a real Fourier basis for ``Z_p``, the training
+recipe (``interpbook train modular-addition``), and loaders for the shipped final checkpoint,
+the snapshots taken during training and the training curves.
+
+Sequences are three tokens ``a b =``: token ids ``0 .. p-1`` are the numbers, id ``p`` is ``=``.
+The model predicts ``(a + b) mod p`` at the last position; its unembedding has ``p`` outputs.
+
+The model is a TransformerLens-native architecture (``TransformerBridge.boot_native``): one
+block with attention and a ReLU MLP, no LayerNorm. Training does not run through the bridge:
+since the loss only reads the last position, :func:`last_position_logits` computes exactly the
+last-position logits of that architecture from the same weight tensors, skipping the MLP and
+unembedding at the first two positions and projecting each (position, token) embedding once
+(several times faster on a CPU than a bridge forward). The trainer checks that the booted model
+reproduces its logits before saving.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from interpbook.zoo import checkpoints
+from interpbook.zoo.native import build_native, load_native_checkpoint
+from interpbook.zoo.registry import ModelSpec, register
+
+NAME = "modular-addition"
+P = 113
+TRAIN_FRACTION = 0.3
+DATA_SEED = 0
+
+CONFIG: dict[str, Any] = {
+    "n_layers": 1,
+    "d_model": 128,
+    "n_heads": 4,
+    "d_head": 32,
+    "d_mlp": 512,
+    "act_fn": "relu",
+    "normalization_type": None,
+    "attn_only": False,
+    "d_vocab": P + 1,  # numbers 0..p-1 and "="
+    "d_vocab_out": P,  # the answer is a number
+    "n_ctx": 3,
+    "positional_embedding_type": "standard",
+    "seed": 0,
+}
+
+# Training recipe: full-batch AdamW with strong weight decay (the grokking setting).
+LR = 3e-3
+WEIGHT_DECAY = 1.0
+BETAS = (0.9, 0.98)
+WARMUP_EPOCHS = 10
+EPOCHS = 6000
+LOG_EVERY = 10  # curves.json: one point every LOG_EVERY epochs
+# Snapshots shipped in snapshots.safetensors (half precision): dense early (memorisation),
+# steady through circuit formation and cleanup.
+SNAPSHOT_EPOCHS: tuple[int, ...] = (
+    0, 50, 100, 200, 400, 600, 800, 1000, 1250, 1500, 1750, 2000, 2250, 2500,
+    2750, 3000, 3250, 3500, 4000, 4500, 5000, 6000,
+)
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class ModularAdditionData:
+    """All ``p * p`` problems, in order ``a * p + b``, and the train/test split.
+
+    ``tokens[i] = [a, b, p]``, ``labels[i] = (a + b) % p``.
+    """
+
+    p: int
+    tokens: torch.Tensor  # [p*p, 3] int64
+    labels: torch.Tensor  # [p*p] int64
+    train_indices: torch.Tensor  # sorted indices into tokens
+    test_indices: torch.Tensor
+
+    @property
+    def train_tokens(self) -> torch.Tensor:
+        return self.tokens[self.train_indices]
+
+    @property
+    def train_labels(self) -> torch.Tensor:
+        return self.labels[self.train_indices]
+
+    @property
+    def test_tokens(self) -> torch.Tensor:
+        return self.tokens[self.test_indices]
+
+    @property
+    def test_labels(self) -> torch.Tensor:
+        return self.labels[self.test_indices]
+
+    @property
+    def train_mask(self) -> torch.Tensor:
+        """``[p, p]`` bool grid: ``train_mask[a, b]`` is True if ``a + b`` was a training problem."""
+        mask = torch.zeros(self.p * self.p, dtype=torch.bool)
+        mask[self.train_indices] = True
+        return mask.view(self.p, self.p)
+
+
+def all_pairs(p: int = P) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tokens ``[p*p, 3]`` (``a b =``) and labels ``[p*p]`` for every pair, ``a``-major order."""
+    a = torch.arange(p).repeat_interleave(p)
+    b = torch.arange(p).repeat(p)
+    tokens = torch.stack([a, b, torch.full_like(a, p)], dim=1)
+    return tokens, (a + b) % p
+
+
+def train_test_split(
+    p: int = P, train_fraction: float = TRAIN_FRACTION, seed: int = DATA_SEED
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Deterministic split of the ``p*p`` pair indices: (train, test), each sorted."""
+    perm = torch.randperm(p * p, generator=torch.Generator().manual_seed(seed))
+    n_train = int(train_fraction * p * p)
+    return perm[:n_train].sort().values, perm[n_train:].sort().values
+
+
+def dataset(
+    p: int = P, train_fraction: float = TRAIN_FRACTION, seed: int = DATA_SEED
+) -> ModularAdditionData:
+    """The data set the shipped model was trained on (with the default arguments)."""
+    tokens, labels = all_pairs(p)
+    train_idx, test_idx = train_test_split(p, train_fraction, seed)
+    return ModularAdditionData(p, tokens, labels, train_idx, test_idx)
+
+
+# --------------------------------------------------------------------------- Fourier basis
+
+
+def fourier_basis(p: int = P) -> tuple[torch.Tensor, list[str]]:
+    """Orthonormal real Fourier basis of functions on ``Z_p`` (``p`` odd).
+
+    Returns ``(basis, names)``: ``basis`` is ``[p, p]`` with one basis vector per row, in the
+    order constant, ``cos 1``, ``sin 1``, ``cos 2``, ``sin 2``, ... ``cos (p-1)/2``,
+    ``sin (p-1)/2``; ``basis @ basis.T`` is the identity.
+    """
+    if p % 2 == 0:
+        raise ValueError("fourier_basis expects an odd p (every frequency then has cos and sin)")
+    x = torch.arange(p, dtype=torch.float64)
+    rows = [torch.ones(p, dtype=torch.float64) / math.sqrt(p)]
+    names = ["const"]
+    for k in range(1, (p - 1) // 2 + 1):
+        angle = 2 * math.pi * k * x / p
+        rows += [torch.cos(angle) * math.sqrt(2 / p), torch.sin(angle) * math.sqrt(2 / p)]
+        names += [f"cos {k}", f"sin {k}"]
+    return torch.stack(rows).float(), names
+
+
+def embedding_fourier_norms(model_or_w_e: torch.nn.Module | torch.Tensor, p: int = P) -> torch.Tensor:
+    """Norm of the embedding of the number tokens per frequency ``k = 0 .. (p-1)/2``.
+
+    Takes a model (its ``W_E``) or an embedding matrix ``[d_vocab, d_model]`` (for snapshots,
+    ``state_dict["embed.weight"]``). Frequency ``k > 0`` combines its cos and sin directions;
+    the squares sum to ``||W_E[:p]||^2`` because the basis is orthonormal.
+    """
+    w_e = model_or_w_e.W_E if isinstance(model_or_w_e, torch.nn.Module) else model_or_w_e
+    basis, _ = fourier_basis(p)
+    sq = ((basis @ w_e.detach()[:p].float().cpu()) ** 2).sum(dim=1)  # per basis vector
+    per_freq = torch.cat([sq[:1], sq[1:].view(-1, 2).sum(dim=1)])
+    return per_freq.sqrt()
+
+
+def key_frequencies(
+    model_or_w_e: torch.nn.Module | torch.Tensor, share: float = 0.8, p: int = P
+) -> tuple[list[int], float]:
+    """The fewest frequencies that carry ``share`` of ``W_E``'s squared norm, and their share."""
+    sq = embedding_fourier_norms(model_or_w_e, p) ** 2
+    order = torch.argsort(sq, descending=True)
+    cum = torch.cumsum(sq[order], 0) / sq.sum()
+    n = int((cum < share).sum()) + 1
+    return sorted(int(k) for k in order[:n]), float(cum[n - 1])
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, tokens: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """Loss and accuracy of ``model`` at the last position."""
+    device = next(model.parameters()).device
+    logits = model(tokens.to(device))[:, -1].double()
+    labels = labels.to(device)
+    return {
+        "loss": float(F.cross_entropy(logits, labels)),
+        "accuracy": float((logits.argmax(-1) == labels).float().mean()),
+    }
+
+
+# --------------------------------------------------------------------------- training
+
+
+def last_position_logits(
+    w: dict[str, torch.Tensor], tokens: torch.Tensor, cfg: dict[str, Any] = CONFIG
+) -> torch.Tensor:
+    """Logits at position 2 of the native model with weights ``w`` (bridge state-dict names).
+
+    A fast path for training and for sweeping snapshots without booting a model each time.
+    Same computation as the booted model (causal attention over ``a b =``, ReLU MLP, no
+    LayerNorm, unembedding without bias), restricted to what the last position reads.
+    """
+    n_heads, d_head = cfg["n_heads"], cfg["d_head"]
+    batch, seq = tokens.shape
+    # Every (position, token) residual is one row of this table; projecting the table and then
+    # indexing it equals projecting each sequence's residuals (linear maps act row by row).
+    table = w["embed.weight"][None] + w["pos_embed.weight"][:seq, None]  # [seq, d_vocab, d_model]
+    pos = torch.arange(seq, device=tokens.device)
+    last = table[seq - 1, tokens[:, -1]]
+    q = F.linear(table[seq - 1], w["blocks.0.attn.q.weight"], w["blocks.0.attn.q.bias"])
+    k = F.linear(table, w["blocks.0.attn.k.weight"], w["blocks.0.attn.k.bias"])
+    v = F.linear(table, w["blocks.0.attn.v.weight"], w["blocks.0.attn.v.bias"])
+    q = q[tokens[:, -1]].view(batch, n_heads, 1, d_head)
+    k = k[pos, tokens].view(batch, seq, n_heads, d_head).transpose(1, 2)
+    v = v[pos, tokens].view(batch, seq, n_heads, d_head).transpose(1, 2)
+    pattern = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(d_head), dim=-1)  # last row: no mask
+    z = (pattern @ v).reshape(batch, n_heads * d_head)
+    mid = last + F.linear(z, w["blocks.0.attn.o.weight"], w["blocks.0.attn.o.bias"])
+    hidden = F.relu(F.linear(mid, w["blocks.0.mlp.in.weight"], w["blocks.0.mlp.in.bias"]))
+    post = mid + F.linear(hidden, w["blocks.0.mlp.out.weight"], w["blocks.0.mlp.out.bias"])
+    return F.linear(post, w["unembed.weight"])
+
+
+def _first_epoch(epochs: list[int], values: list[float], threshold: float) -> int | None:
+    for e, v in zip(epochs, values):
+        if v >= threshold:
+            return e
+    return None
+
+
+def train(name: str = NAME, device: str | None = None, epochs: int = EPOCHS) -> dict[str, Any]:
+    """Train the grokking model from scratch and write its checkpoint folder.
+
+    Deterministic on CPU (seeded init, fixed split, full batch). Writes ``model.safetensors``,
+    ``config.json``, ``metrics.json``, ``curves.json`` and ``snapshots.safetensors``.
+    """
+    from safetensors.torch import save_file
+
+    device = device or "cpu"
+    threads_before = torch.get_num_threads()
+    deterministic_before = torch.are_deterministic_algorithms_enabled()
+    torch.manual_seed(CONFIG["seed"])
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    if device == "cpu":
+        torch.set_num_threads(1)  # the book's CI runners and our training box are shared
+
+    data = dataset()
+    model = build_native(CONFIG, device=device)
+    # Train the bridge's own tensors (their state-dict names are the checkpoint's keys).
+    state = model.state_dict()
+    params = {k: v.clone() for k, v in state.items() if k != "unembed.bias"}  # bias: zero buffer
+    for v in params.values():
+        v.requires_grad_(True)
+    opt = torch.optim.AdamW(params.values(), lr=LR, weight_decay=WEIGHT_DECAY, betas=BETAS)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / WARMUP_EPOCHS))
+
+    train_x, train_y = data.train_tokens.to(device), data.train_labels.to(device)
+    test_x, test_y = data.test_tokens.to(device), data.test_labels.to(device)
+    curves: dict[str, list] = {k: [] for k in ("epoch", "train_loss", "test_loss", "train_acc", "test_acc")}
+    snapshots: dict[str, torch.Tensor] = {}
+
+    def log(epoch: int) -> None:
+        with torch.no_grad():
+            for split, x, y in (("train", train_x, train_y), ("test", test_x, test_y)):
+                logits = last_position_logits(params, x, CONFIG).double()
+                loss = float(F.cross_entropy(logits, y))
+                curves[f"{split}_loss"].append(float(f"{loss:.5g}"))  # 5 significant digits
+                curves[f"{split}_acc"].append(round(float((logits.argmax(-1) == y).float().mean()), 6))
+        curves["epoch"].append(epoch)
+        if epoch in SNAPSHOT_EPOCHS:
+            for k, v in params.items():
+                snapshots[f"{epoch:05d}/{k}"] = v.detach().to("cpu", torch.float16).clone()
+
+    start = time.perf_counter()
+    for epoch in range(epochs + 1):
+        if epoch % LOG_EVERY == 0 or epoch in SNAPSHOT_EPOCHS:
+            log(epoch)
+            if epoch % 500 == 0:
+                print(
+                    f"epoch {epoch:5d}  train loss {curves['train_loss'][-1]:.3g} acc {curves['train_acc'][-1]:.3f}"
+                    f"  test loss {curves['test_loss'][-1]:.3g} acc {curves['test_acc'][-1]:.4f}"
+                    f"  {time.perf_counter() - start:.0f} s",
+                    flush=True,
+                )
+        if epoch == epochs:
+            break
+        logits = last_position_logits(params, train_x, CONFIG)
+        loss = F.cross_entropy(logits.double(), train_y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    train_seconds = time.perf_counter() - start
+
+    # The booted model must compute what the trainer computed.
+    final = {k: v.detach() for k, v in params.items()}
+    final["unembed.bias"] = state["unembed.bias"]
+    model.load_state_dict(final)
+    model.eval()
+    with torch.no_grad():
+        ref = last_position_logits(final, data.tokens.to(device), CONFIG)
+        got = model(data.tokens.to(device))[:, -1]
+    max_diff = float((ref - got).abs().max())
+    if max_diff > 1e-3:
+        raise RuntimeError(f"booted model disagrees with the trainer's forward (max diff {max_diff})")
+
+    train_m = evaluate(model, data.train_tokens, data.train_labels)
+    test_m = evaluate(model, data.test_tokens, data.test_labels)
+    keys, share = key_frequencies(model)
+    metrics = {
+        "p": P,
+        "train_fraction": TRAIN_FRACTION,
+        "n_train": len(data.train_indices),
+        "n_test": len(data.test_indices),
+        "epochs": epochs,
+        "lr": LR,
+        "weight_decay": WEIGHT_DECAY,
+        "betas": list(BETAS),
+        "train_loss": train_m["loss"],
+        "train_accuracy": train_m["accuracy"],
+        "test_loss": test_m["loss"],
+        "test_accuracy": test_m["accuracy"],
+        "first_epoch_train_acc_100": _first_epoch(curves["epoch"], curves["train_acc"], 1.0),
+        "first_epoch_test_acc_99": _first_epoch(curves["epoch"], curves["test_acc"], 0.99),
+        "first_epoch_test_acc_999": _first_epoch(curves["epoch"], curves["test_acc"], 0.999),
+        "key_frequencies": keys,
+        "key_frequency_norm_share": share,
+        "train_seconds": round(train_seconds, 1),
+        "device": device,
+        "torch_threads": torch.get_num_threads() if device == "cpu" else None,
+        "bridge_max_logit_diff": max_diff,
+    }
+    out = checkpoints.save_checkpoint(name, model.state_dict(), CONFIG, metrics)
+    (out / "curves.json").write_text(json.dumps(curves, separators=(",", ":")) + "\n")
+    save_file(snapshots, out / "snapshots.safetensors", metadata={"epochs": json.dumps(list(SNAPSHOT_EPOCHS))})
+    print(json.dumps(metrics, indent=2))
+    torch.set_num_threads(threads_before)
+    torch.use_deterministic_algorithms(deterministic_before)
+    return metrics
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_curves(name: str = NAME) -> dict[str, list]:
+    """Training curves: ``epoch``, ``train_loss``, ``test_loss``, ``train_acc``, ``test_acc``."""
+    path = checkpoints._require(checkpoints.checkpoint_dir(name) / "curves.json", name)
+    return json.loads(path.read_text())
+
+
+def load_snapshot_state_dicts(name: str = NAME) -> list[tuple[int, dict[str, torch.Tensor]]]:
+    """``[(epoch, state_dict), ...]`` for the snapshots taken during training (float32)."""
+    from safetensors import safe_open
+
+    path = checkpoints._require(checkpoints.checkpoint_dir(name) / "snapshots.safetensors", name)
+    by_epoch: dict[int, dict[str, torch.Tensor]] = {}
+    with safe_open(str(path), framework="pt") as f:
+        for key in f.keys():  # noqa: SIM118 (safe_open is not iterable)
+            epoch, param = key.split("/", 1)
+            by_epoch.setdefault(int(epoch), {})[param] = f.get_tensor(key).float()
+    zero_bias = torch.zeros(CONFIG["d_vocab_out"])
+    for sd in by_epoch.values():
+        sd.setdefault("unembed.bias", zero_bias.clone())
+    return sorted(by_epoch.items())
+
+
+def load_snapshots(
+    name: str = NAME, device: str = "cpu", epochs: list[int] | None = None
+) -> list[tuple[int, torch.nn.Module]]:
+    """``[(epoch, model), ...]``: one booted model (eval mode) per training snapshot.
+
+    ``epochs`` picks a subset (each must be a snapshot epoch); booting a model takes a moment,
+    so pass it when a few snapshots will do.
+    """
+    config = checkpoints.load_config(name)
+    snaps = load_snapshot_state_dicts(name)
+    if epochs is not None:
+        have = {e for e, _ in snaps}
+        missing = sorted(set(epochs) - have)
+        if missing:
+            raise ValueError(f"no snapshot at epochs {missing}; snapshots: {sorted(have)}")
+        snaps = [(e, sd) for e, sd in snaps if e in set(epochs)]
+    out = []
+    for epoch, sd in snaps:
+        model = build_native(config, device=device)
+        model.load_state_dict({k: v.to(device) for k, v in sd.items()})
+        model.eval()
+        out.append((epoch, model))
+    return out
+
+
+def _load_default(device: str) -> torch.nn.Module:
+    return load_native_checkpoint(NAME, device=device)
+
+
+register(
+    ModelSpec(
+        name=NAME,
+        description=(
+            f"1-layer transformer (attention + ReLU MLP, no LayerNorm) that grokked a + b mod {P}; "
+            "ships training snapshots and curves"
+        ),
+        load_default=_load_default,
+        load_full=None,
+        hub_name=None,
+        trainer="interpbook.zoo.modular_addition:train",
+    )
+)
