@@ -111,7 +111,12 @@ class SolutionCells(SphinxPostTransform):
 
 
 def _is_chapter_page(app: Sphinx, docname: str) -> bool:
-    return docname.startswith(app.config.interpbook_chapter_prefix) and docname in app.env.found_docs
+    """A page under the chapters folder that is a notebook (has code): it gets a Colab badge
+    and exercise/solution notebooks."""
+    if not docname.startswith(app.config.interpbook_chapter_prefix) or docname not in app.env.found_docs:
+        return False
+    path = Path(app.srcdir) / f"{docname}.md"
+    return path.exists() and "kernelspec:" in path.read_text().split("\n---", 1)[0]
 
 
 def _repo_url(app: Sphinx) -> str:
@@ -198,7 +203,8 @@ def _page_context(app: Sphinx, pagename, templatename, context, doctree) -> None
     seen, unique = set(), []
     scripts = context.get("script_files", [])
     for script in scripts:
-        key = (str(script), str(getattr(script, "attributes", "")))
+        # The same inline script arrives once with filename '' and once with None.
+        key = (getattr(script, "filename", str(script)) or "", str(getattr(script, "attributes", "")))
         if key not in seen:
             seen.add(key)
             unique.append(script)
@@ -221,7 +227,8 @@ def _package_fingerprint() -> str:
 
 def _source_read(app: Sphinx, docname: str, source: list[str]) -> None:
     text = source[0]
-    if "```{code-cell}" not in text:
+    front = text.split("\n---", 1)[0] if text.startswith("---") else ""
+    if "kernelspec:" not in front:  # only notebook pages are executed
         return
     if not hasattr(app, "_interpbook_fingerprint"):
         app._interpbook_fingerprint = _package_fingerprint()
@@ -260,7 +267,8 @@ def setup(app: Sphinx):
     app.add_post_transform(SolutionCells)
     app.add_post_transform(ChapterHeader)
     app.connect("builder-inited", _builder_inited)
-    app.connect("html-page-context", _page_context)
+    # After other extensions' handlers (sphinx-thebe adds its scripts in this event too).
+    app.connect("html-page-context", _page_context, priority=900)
     app.connect("source-read", _source_read)
     app.connect("build-finished", _build_finished)
     return {"version": "0.1", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -7,8 +7,8 @@ model plays the same role, to that hub model (full profile). Chapter code calls
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 

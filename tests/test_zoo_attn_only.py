@@ -1,0 +1,68 @@
+"""The shipped attention-only checkpoints show the phenomena the chapter teaches."""
+
+from __future__ import annotations
+
+import pytest
+
+from interpbook.zoo import checkpoints, load_model, phenomena
+from interpbook.zoo.registry import UnknownModelError
+
+
+@pytest.fixture(scope="module")
+def model_2l():
+    return load_model("attn-only-2l", device="cpu", profile="default")
+
+
+@pytest.fixture(scope="module")
+def model_1l():
+    return load_model("attn-only-1l", device="cpu", profile="default")
+
+
+def test_2l_has_induction_head_in_layer_1(model_2l):
+    scores = phenomena.induction_scores(model_2l, seq_len=50, batch=8, seed=0)
+    assert scores.shape == (2, model_2l.cfg.n_heads)
+    assert scores[1].max() >= 0.7, scores
+
+
+def test_2l_has_previous_token_head_in_layer_0(model_2l):
+    scores = phenomena.prev_token_scores(model_2l)
+    assert scores[0].max() >= 0.7, scores
+
+
+def test_2l_predicts_the_repeat(model_2l):
+    first, second = phenomena.per_half_loss(model_2l, seq_len=50, batch=8, seed=0)
+    assert second < 0.3 * first, (first, second)
+
+
+def test_1l_cannot_do_induction(model_1l):
+    scores = phenomena.induction_scores(model_1l, seq_len=50, batch=8, seed=0)
+    assert scores.max() < 0.3, scores
+    first, second = phenomena.per_half_loss(model_1l, seq_len=50, batch=8, seed=0)
+    # One layer can still boost "tokens seen before" (a skip-trigram), so the repeat gets
+    # somewhat easier, but nowhere near the 2-layer model's drop.
+    assert second > 0.5 * first, (first, second)
+
+
+def test_2l_speaks_english(model_2l):
+    text = phenomena.sample_text(model_2l, "Ham.\nMy lord,", n_tokens=60, seed=0)
+    assert phenomena.english_word_fraction(text) >= 0.5, text
+
+
+def test_word_fraction_separates_english_from_noise():
+    assert phenomena.english_word_fraction("My lord, I pray you tell me what thou art.") > 0.8
+    assert phenomena.english_word_fraction("xq zorblat vrenth klimp aa'q uuth") < 0.2
+
+
+def test_unknown_model_lists_valid_names():
+    with pytest.raises(UnknownModelError) as err:
+        load_model("nope")
+    assert "attn-only-2l" in str(err.value) and "attn-only-1l" in str(err.value)
+
+
+def test_missing_checkpoint_names_path_and_command(tmp_path, monkeypatch):
+    monkeypatch.setattr(checkpoints, "CHECKPOINT_ROOT", tmp_path)
+    with pytest.raises(checkpoints.MissingCheckpointError) as err:
+        load_model("attn-only-2l", device="cpu", profile="default")
+    msg = str(err.value)
+    assert str(tmp_path / "attn-only-2l") in msg
+    assert "interpbook train attn-only-2l" in msg
