@@ -7,8 +7,7 @@ import copy
 from pathlib import Path
 
 import pytest
-
-yaml = pytest.importorskip("yaml")
+import yaml
 
 from interpbook import open_problems as op
 

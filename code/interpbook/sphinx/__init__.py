@@ -115,8 +115,7 @@ def _is_chapter_page(app: Sphinx, docname: str) -> bool:
     and exercise/solution notebooks."""
     if not docname.startswith(app.config.interpbook_chapter_prefix) or docname not in app.env.found_docs:
         return False
-    path = Path(app.srcdir) / f"{docname}.md"
-    return path.exists() and "kernelspec:" in path.read_text().split("\n---", 1)[0]
+    return _is_notebook_page(app, docname)
 
 
 def _repo_url(app: Sphinx) -> str:
@@ -225,6 +224,22 @@ def _package_fingerprint() -> str:
     return h.hexdigest()[:16]
 
 
+def _is_notebook_page(app: Sphinx, docname: str) -> bool:
+    path = Path(app.srcdir) / f"{docname}.md"
+    return path.exists() and "kernelspec:" in path.read_text().split("\n---", 1)[0]
+
+
+def _env_get_outdated(app: Sphinx, env, added, changed, removed) -> list[str]:
+    """Sphinx re-reads only pages whose source changed; when the package (a checkpoint, a
+    check, a plot helper) changed, every executed page is out of date too."""
+    app._interpbook_fingerprint = _package_fingerprint()
+    old = getattr(env, "interpbook_fingerprint", None)
+    env.interpbook_fingerprint = app._interpbook_fingerprint
+    if old is None or old == app._interpbook_fingerprint:
+        return []
+    return [d for d in env.found_docs if _is_notebook_page(app, d)]
+
+
 def _source_read(app: Sphinx, docname: str, source: list[str]) -> None:
     text = source[0]
     front = text.split("\n---", 1)[0] if text.startswith("---") else ""
@@ -270,6 +285,7 @@ def setup(app: Sphinx):
     # After other extensions' handlers (sphinx-thebe adds its scripts in this event too).
     app.connect("html-page-context", _page_context, priority=900)
     app.connect("source-read", _source_read)
+    app.connect("env-get-outdated", _env_get_outdated)
     app.connect("build-finished", _build_finished)
     return {"version": "0.1", "parallel_read_safe": True, "parallel_write_safe": True}
 

@@ -450,10 +450,9 @@ def _mean_by_template(z: torch.Tensor, templates: Sequence[int]) -> torch.Tensor
     return out
 
 
-@torch.no_grad()
-def ablated_logit_diff(model, ds: IOIDataset, heads: Sequence[tuple[int, int]],
-                       return_cache_of: Sequence[str] = ()) -> torch.Tensor:
-    """Logit difference per prompt with the heads ``(layer, head)`` mean-ablated (per template)."""
+def _mean_ablation_hooks(ds: IOIDataset, heads: Sequence[tuple[int, int]]) -> list[tuple[str, Any]]:
+    """Forward hooks on ``hook_z`` that replace each head in ``heads`` by its mean over prompts
+    of the same template."""
     by_layer: dict[int, list[int]] = {}
     for layer, head in heads:
         by_layer.setdefault(layer, []).append(head)
@@ -466,7 +465,14 @@ def ablated_logit_diff(model, ds: IOIDataset, heads: Sequence[tuple[int, int]],
             return z
         return hook
 
-    hooks = [(f"blocks.{layer}.attn.hook_z", make_hook(hs)) for layer, hs in by_layer.items()]
+    return [(f"blocks.{layer}.attn.hook_z", make_hook(hs)) for layer, hs in by_layer.items()]
+
+
+@torch.no_grad()
+def ablated_logit_diff(model, ds: IOIDataset, heads: Sequence[tuple[int, int]],
+                       return_cache_of: Sequence[str] = ()) -> torch.Tensor:
+    """Logit difference per prompt with the heads ``(layer, head)`` mean-ablated (per template)."""
+    hooks = _mean_ablation_hooks(ds, heads)
     logits = model.run_with_hooks(ds.tokens.to(model.cfg.device), fwd_hooks=hooks)
     lg = logits[torch.arange(len(ds)), ds.end.to(logits.device)].float().cpu()
     idx = torch.arange(len(ds))
@@ -479,22 +485,11 @@ def attention_under_ablation(model, ds: IOIDataset, heads: Sequence[tuple[int, i
     """Mean attention of head ``target`` from END to IO / S1 / S2 while ``heads`` are
     mean-ablated: shows whether the ablated heads steer ``target``'s attention."""
     store: dict[str, torch.Tensor] = {}
-    by_layer: dict[int, list[int]] = {}
-    for layer, head in heads:
-        by_layer.setdefault(layer, []).append(head)
-
-    def make_hook(hs):
-        def hook(z, hook):
-            z = z.clone()
-            for h in hs:
-                z[:, :, h] = _mean_by_template(z[:, :, h], ds.layout)
-            return z
-        return hook
 
     def grab(p, hook):
         store["p"] = p.detach().float().cpu()
 
-    hooks = [(f"blocks.{layer}.attn.hook_z", make_hook(hs)) for layer, hs in by_layer.items()]
+    hooks = _mean_ablation_hooks(ds, heads)
     hooks.append((f"blocks.{target[0]}.attn.hook_pattern", grab))
     model.run_with_hooks(ds.tokens.to(model.cfg.device), fwd_hooks=hooks)
     p = store["p"][:, target[1]]
