@@ -42,5 +42,9 @@ if ! jupyter-book build . --warningiserror --nitpick --keep-going 2>&1 | tee "$l
   echo "Full log: $log. Executed-cell tracebacks: _build/html.failed/reports/ (if any)." >&2
   exit 1
 fi
+if grep -q "Executed notebook in" "$log"; then
+  echo "Pages executed this build (the rest came from the cache):"
+  sed -nE 's|^.*/(book/[^:]+): Executed notebook in ([0-9.]+) seconds.*|  \2 s  \1|p' "$log"
+fi
 echo "Site built in $(( $(date +%s) - start )) s (profile: $INTERP_BOOK_PROFILE): $PWD/_build/html/index.html"
 echo "Preview: .venv/bin/python -m http.server -d _build/html 8000"
