@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 from _book import Kernel, chapter_pages
+
 from interpbook.exercises import cell_tags, find_exercises, make_stub, read_notebook
 
 PAGES = chapter_pages()

@@ -10,6 +10,7 @@ import sys
 import nbformat
 import pytest
 from _book import REPO, SITE, Kernel, chapter_pages
+
 from interpbook.notebooks import build_notebooks, convert_markdown, notebook_names, setup_cell_source
 
 PAGES = chapter_pages()

@@ -1,6 +1,7 @@
 import os
 
 import pytest
+
 from interpbook.profiles import PROFILE_ENV, UnknownProfileError, current_profile
 from interpbook.zoo import UnknownModelError, load_model, model_names
 

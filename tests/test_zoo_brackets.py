@@ -7,6 +7,7 @@ import random
 
 import pytest
 import torch
+
 from interpbook.datasets import brackets as data
 from interpbook.zoo import brackets as zb
 from interpbook.zoo import checkpoints, load_model

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from interpbook.zoo import ioi
 from interpbook.zoo.checkpoints import load_metrics
 from interpbook.zoo.registry import load_model, spec

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+
 from interpbook.zoo import checkpoints, load_model
 from interpbook.zoo import modular_addition as ma
 
