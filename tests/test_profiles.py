@@ -32,3 +32,17 @@ def test_explicit_unknown_profile_is_rejected():
     name = model_names()[0]
     with pytest.raises(UnknownProfileError):
         load_model(name, profile="turbo")
+
+
+def test_full_profile_uses_the_real_hub_loader_and_fails_clearly_offline(monkeypatch):
+    # The hub path is real code: offline (HF_HUB_OFFLINE=1, set by the package in the default
+    # profile before transformers is imported) it must fail fast with an actionable message.
+    import time
+
+    from interpbook.zoo.registry import HubLoadError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.perf_counter()
+    with pytest.raises(HubLoadError, match=r"hub model 'attn-only-2l'.*full.*network"):
+        load_model("attn-only-2l", device="cpu", profile="full")
+    assert time.perf_counter() - start < 20

@@ -15,6 +15,10 @@ import torch
 from interpbook.profiles import current_profile, default_device
 
 
+class HubLoadError(RuntimeError):
+    """A full-profile hub model could not be loaded (usually: no network, no cache)."""
+
+
 class UnknownModelError(KeyError):
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable
         return str(self.args[0])
@@ -94,7 +98,15 @@ def load_model(name: str, device: str | None = None, profile: str | None = None)
                 os.environ[PROFILE_ENV] = old
     dev = device or default_device()
     if prof == "full" and s.load_full is not None:
-        model = s.load_full(dev)
+        try:
+            model = s.load_full(dev)
+        except Exception as e:  # hub, network and cache errors come in many types
+            raise HubLoadError(
+                f"Could not load the hub model {s.hub_name!r} that stands in for {name!r} under the "
+                f"`full` profile ({type(e).__name__}: {str(e)[:300]}). The full profile needs network "
+                "access or a warm Hugging Face cache; offline, use the default profile "
+                "(unset INTERP_BOOK_PROFILE)."
+            ) from e
     else:
         model = s.load_default(dev)
     model.eval()
