@@ -17,13 +17,16 @@ PAGES = [f"{p}.html" for p in toc_pages()]
 def test_page_loads_and_figures_draw(open_page, page):
     p = open_page(page)
     p.wait_for_load_state("networkidle")
-    figures = p.locator("div.plotly-graph-div")
-    for i in range(figures.count()):
-        fig = figures.nth(i)
-        fig.scroll_into_view_if_needed()
-        # plotly adds .js-plotly-plot and an <svg class="main-svg"> once it has drawn
-        p.wait_for_function("el => el.classList.contains('js-plotly-plot') && el.querySelector('svg.main-svg')",
-                            arg=fig.element_handle(), timeout=15000)
+    # Count in the DOM itself (a Playwright locator undercounted plotly divs on long pages).
+    n_figures = p.evaluate("document.querySelectorAll('div.plotly-graph-div').length")
+    expected = p.evaluate("document.documentElement.innerHTML.split('Plotly.newPlot(').length - 1")
+    assert n_figures == expected, f"{page}: {expected} figures in the HTML, {n_figures} divs"
+    # plotly adds .js-plotly-plot and an <svg class="main-svg"> to a div once it has drawn
+    p.wait_for_function(
+        "() => Array.from(document.querySelectorAll('div.plotly-graph-div'))"
+        ".every(d => d.classList.contains('js-plotly-plot') && d.querySelector('svg.main-svg'))",
+        timeout=20000,
+    )
     assert p.console_errors == [], f"{page}: console errors {p.console_errors}"
 
 
