@@ -413,14 +413,7 @@ def validate_catalog(
         if not isinstance(entry, Mapping):
             errors.append(f"{where}: must be a mapping, got {type(entry).__name__}")
             continue
-        for field in _REQUIRED_PROBLEM_FIELDS:
-            if field not in entry:
-                errors.append(f"{where}: field '{field}' is missing")
-        for field in sorted(set(entry) - _PROBLEM_FIELDS):
-            errors.append(
-                f"{where}: unknown field {field!r}; allowed fields are "
-                + ", ".join(sorted(_PROBLEM_FIELDS))
-            )
+        _check_fields(entry, _REQUIRED_PROBLEM_FIELDS, _PROBLEM_FIELDS, where, errors)
         if not isinstance(number, str) or not _NUMBER_RE.match(number):
             errors.append(
                 f"{where}: field 'number' must be a quoted string like \"1.10\", got {number!r}"
@@ -516,6 +509,15 @@ _CAPSTONE_FIELDS = {
 _REQUIRED_CAPSTONE_FIELDS = ("id", "title", "summary", "difficulty", "compute", "chapters", "skills")
 
 
+def _check_fields(entry: Mapping, required, allowed, where: str, errors: list[str]) -> None:
+    """Report missing required fields and unknown fields of one catalog entry."""
+    for field in required:
+        if field not in entry:
+            errors.append(f"{where}: field '{field}' is missing")
+    for field in sorted(set(entry) - set(allowed)):
+        errors.append(f"{where}: unknown field {field!r}; allowed fields are " + ", ".join(sorted(allowed)))
+
+
 def validate_capstones(
     data: Any,
     *,
@@ -535,11 +537,7 @@ def validate_capstones(
         if not isinstance(entry, Mapping):
             errors.append(f"{where}: must be a mapping")
             continue
-        for field in _REQUIRED_CAPSTONE_FIELDS:
-            if field not in entry:
-                errors.append(f"{where}: field '{field}' is missing")
-        for field in sorted(set(entry) - _CAPSTONE_FIELDS):
-            errors.append(f"{where}: unknown field {field!r}")
+        _check_fields(entry, _REQUIRED_CAPSTONE_FIELDS, _CAPSTONE_FIELDS, where, errors)
         if not isinstance(cid, str) or not _SLUG_RE.match(cid):
             errors.append(f"{where}: field 'id' must be a lower-case slug like 'sae-from-scratch'")
         elif cid in seen:

@@ -22,14 +22,16 @@ class UnknownProfileError(ValueError):
     pass
 
 
-def current_profile() -> str:
-    """The active profile, validated. Reading it also applies the profile's environment."""
-    name = os.environ.get(PROFILE_ENV, "default").strip() or "default"
+def validate_profile(name: str, source: str = "argument") -> str:
     if name not in PROFILES:
         valid = ", ".join(sorted(PROFILES))
-        raise UnknownProfileError(
-            f"Unknown profile {name!r} (from ${PROFILE_ENV}). Valid profiles: {valid}."
-        )
+        raise UnknownProfileError(f"Unknown profile {name!r} (from {source}). Valid profiles: {valid}.")
+    return name
+
+
+def current_profile() -> str:
+    """The active profile, validated. Reading it also applies the profile's environment."""
+    name = validate_profile(os.environ.get(PROFILE_ENV, "default").strip() or "default", f"${PROFILE_ENV}")
     if name == "default":
         # Without this a failed hub lookup retries for ~23 s before it errors; the default
         # profile never needs the hub, so fail fast instead.

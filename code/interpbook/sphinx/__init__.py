@@ -19,7 +19,7 @@ from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 
 from interpbook.exercises import make_stub, strip_markers
-from interpbook.notebooks import DOTS, notebook_names, rating, write_notebooks
+from interpbook.notebooks import notebook_names, rating, write_notebooks
 
 logger = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -290,4 +290,3 @@ def setup(app: Sphinx):
     return {"version": "0.1", "parallel_read_safe": True, "parallel_write_safe": True}
 
 
-__all__ = ["setup", "DOTS"]

@@ -323,18 +323,7 @@ def _render_catalog(app: Sphinx, fromdoc: str, catalog: op.Catalog, book_dir: Pa
         out.append("</div>")
         out.append(f'<p class="op-summary">{_esc(p.summary)}</p>')
         details: list[str] = []
-        if p.chapters:
-            items = []
-            for page in p.chapters:
-                uri = links.uri(page)
-                label = _esc(links.title(page))
-                items.append(f'<a href="{_esc(uri)}">{label}</a>' if uri is not None else label)
-            details.append(f"<dt>Builds on</dt><dd>{', '.join(items)}</dd>")
-        details.append(
-            "<dt>Skills</dt><dd>"
-            + " ".join(f'<span class="op-skill">{_esc(op.SKILLS[s])}</span>' for s in p.skills)
-            + "</dd>"
-        )
+        details += _builds_on_and_skills(links, p.chapters, p.skills)
         if p.existing_work:
             items = [
                 f'<a href="{_esc(url)}" rel="noopener">{_esc(_short_url(url))}</a>'
@@ -352,6 +341,21 @@ def _render_catalog(app: Sphinx, fromdoc: str, catalog: op.Catalog, book_dir: Pa
     )
     out.append("</div>")
     return "\n".join(out)
+
+
+def _builds_on_and_skills(links, chapters, skills) -> list[str]:
+    """The "Builds on" (linked book pages) and "Skills" rows shared by problems and capstones."""
+    rows: list[str] = []
+    if chapters:
+        items = []
+        for page in chapters:
+            uri = links.uri(page)
+            label = _esc(links.title(page))
+            items.append(f'<a href="{_esc(uri)}">{label}</a>' if uri is not None else label)
+        rows.append(f"<dt>Builds on</dt><dd>{', '.join(items)}</dd>")
+    skill_spans = " ".join(f'<span class="op-skill">{_esc(op.SKILLS[s])}</span>' for s in skills)
+    rows.append(f"<dt>Skills</dt><dd>{skill_spans}</dd>")
+    return rows
 
 
 def _short_url(url: str) -> str:
@@ -407,18 +411,7 @@ def _render_capstones(
                 f'<span class="op-hint">({_esc(op.COMPUTE_LEVELS[c.compute])})</span></dd>'
             ),
         ]
-        if c.chapters:
-            items = []
-            for page in c.chapters:
-                uri = links.uri(page)
-                label = _esc(links.title(page))
-                items.append(f'<a href="{_esc(uri)}">{label}</a>' if uri is not None else label)
-            rows.append(f"<dt>Builds on</dt><dd>{', '.join(items)}</dd>")
-        rows.append(
-            "<dt>Skills</dt><dd>"
-            + " ".join(f'<span class="op-skill">{_esc(op.SKILLS[s])}</span>' for s in c.skills)
-            + "</dd>"
-        )
+        rows += _builds_on_and_skills(links, c.chapters, c.skills)
         if c.related_problems:
             items = []
             for number in c.related_problems:

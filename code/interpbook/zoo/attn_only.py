@@ -1,12 +1,12 @@
 """Attention-only transformers for the chapter "TransformerLens and induction heads".
 
 ``attn-only-2l``: two attention layers, no MLPs, no LayerNorm. Trained on Shakespeare plus
-sequences of repeated random tokens, so it speaks Shakespeare-ish English *and* grows a clean
-previous-token head (layer 0) and induction head (layer 1).
+sequences of repeated random tokens, so it speaks Shakespeare-ish English *and* grows
+previous-token heads in layer 0 and induction heads in layer 1 (see docs/decisions/0002).
 ``attn-only-1l``: the one-layer contrast model, same data and tokenizer. One layer cannot
 compose a previous-token head with an induction head, so it cannot do induction.
 
-Full profile: Neel Nanda's attention-only models trained on C4 + code
+Full profile: the hub's attention-only models trained on C4 + code
 (``NeelNanda/Attn_Only_{1,2}L512W_C4_Code``, TransformerLens's ``attn-only-{1,2}l``).
 """
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from interpbook.profiles import current_profile, default_device
+from interpbook.profiles import current_profile, default_device, validate_profile
 
 
 class HubLoadError(RuntimeError):
@@ -80,22 +80,7 @@ def spec(name: str) -> ModelSpec:
 def load_model(name: str, device: str | None = None, profile: str | None = None) -> torch.nn.Module:
     """Load model ``name`` for the active profile (or ``profile``), in eval mode on ``device``."""
     s = spec(name)
-    prof = profile or current_profile()
-    if profile is not None:
-        # Validate an explicit profile the same way as the environment setting.
-        import os
-
-        from interpbook.profiles import PROFILE_ENV
-
-        old = os.environ.get(PROFILE_ENV)
-        os.environ[PROFILE_ENV] = profile
-        try:
-            current_profile()
-        finally:
-            if old is None:
-                os.environ.pop(PROFILE_ENV, None)
-            else:
-                os.environ[PROFILE_ENV] = old
+    prof = validate_profile(profile, "the profile argument") if profile is not None else current_profile()
     dev = device or default_device()
     if prof == "full" and s.load_full is not None:
         try:
