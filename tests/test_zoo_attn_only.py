@@ -24,15 +24,28 @@ def test_2l_has_induction_head_in_layer_1(model_2l):
     assert scores[1].max() >= 0.7, scores
 
 
-def test_2l_has_previous_token_heads_in_layer_0(model_2l):
-    # The shipped model splits the previous-token job between two layer-0 heads (measured
-    # 0.51 + 0.36 on the sample passage); the target of 0.7 for one head was not reached
-    # by any recipe tried (see the model card). What must hold: one head is mostly a
-    # previous-token head, two together nearly always are, and the circuit needs the best one.
+def test_2l_has_a_previous_token_head_in_layer_0(model_2l):
+    # Measured on the shipped model: 0.94 (head 0.2) and 0.83 (head 0.3) on the sample passage.
     scores = phenomena.prev_token_scores(model_2l)[0]
-    top2 = scores.topk(2).values
-    assert top2[0] >= 0.5, scores
-    assert top2.sum() >= 0.8, scores
+    assert scores.max() >= 0.7, scores
+
+
+def test_2l_previous_token_head_works_deep_into_the_context(model_2l):
+    # The failure mode of an earlier recipe: repeated blocks only early in the context, so the
+    # layer-0 heads learnt "previous token" for query positions up to ~55 and nothing beyond.
+    # Queries 64-95 must be served as well as queries 1-63. (Past ~100 the score drops: a key
+    # there is rarely needed by a later induction query within the 128-token context.)
+    import torch
+
+    tokens = model_2l.to_tokens(phenomena.LONG_PASSAGE)[:, :96]
+    assert tokens.shape[-1] == 96, tokens.shape
+    _, cache = model_2l.run_with_cache(tokens, names_filter="blocks.0.attn.hook_pattern")
+    pattern = cache["blocks.0.attn.hook_pattern"][0]
+    q = torch.arange(1, 96)
+    per_query = pattern[:, q, q - 1]  # [head, query 1..95]
+    best = int(per_query.mean(-1).argmax())
+    early, late = per_query[best, :63].mean().item(), per_query[best, 63:].mean().item()
+    assert early >= 0.8 and late >= 0.8, (best, early, late)
 
 
 def test_2l_induction_needs_the_previous_token_head(model_2l):
@@ -69,8 +82,15 @@ def test_1l_cannot_do_induction(model_1l):
 
 
 def test_2l_speaks_english(model_2l):
-    text = phenomena.sample_text(model_2l, "Ham.\nMy lord,", n_tokens=60, seed=0)
-    assert phenomena.english_word_fraction(text) >= 0.5, text
+    # One 60-token sample is noisy (0.3-0.7 on the shipped model), so judge 24 of them: three
+    # prompts, eight fixed seeds. Shipped model: mean 0.55; random subword soup scores near 0.
+    from statistics import mean
+
+    from interpbook.zoo.attn_only import SAMPLE_PROMPTS
+
+    samples = [phenomena.sample_text(model_2l, p, n_tokens=60, seed=s) for p in SAMPLE_PROMPTS for s in range(8)]
+    fractions = [phenomena.english_word_fraction(t) for t in samples]
+    assert mean(fractions) >= 0.5, list(zip(fractions, samples))
 
 
 def test_word_fraction_separates_english_from_noise():

@@ -122,6 +122,15 @@ SAMPLE_PASSAGE = (
     "The evil that men do lives after them; the good is oft interred with their bones."
 )
 
+# Long enough to fill a 128-token context in the book tokenizer (public-domain lines).
+LONG_PASSAGE = SAMPLE_PASSAGE + (
+    " O Romeo, Romeo, wherefore art thou Romeo? Deny thy father and refuse thy name; or if thou "
+    "wilt not, be but sworn my love, and I'll no longer be a Capulet. All the world's a stage, "
+    "and all the men and women merely players; they have their exits and their entrances, and "
+    "one man in his time plays many parts. If music be the food of love, play on; give me excess "
+    "of it, that, surfeiting, the appetite may sicken, and so die."
+)
+
 COMMON_WORDS = frozenset(
     """
     a about above after again against all alone also am an and another any are arm arms art as
