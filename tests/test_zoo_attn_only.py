@@ -93,6 +93,37 @@ def test_2l_speaks_english(model_2l):
     assert mean(fractions) >= 0.5, list(zip(fractions, samples))
 
 
+def test_training_is_deterministic_and_reproduces_the_shipped_tokenizer(tmp_path):
+    # The real recipe, shortened: two runs must give byte-identical weights (the full run was
+    # checked the same way against the shipped file), and the tokenizer they train must be the
+    # shipped one. In a subprocess, because training pins torch to one deterministic thread.
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from interpbook.zoo.attn_only import train; "
+        "train('attn-only-2l', synthetic_steps=40, text_steps=20, eval_every=10)"
+    )
+    runs = []
+    for run in ("a", "b"):
+        env = {**os.environ, "INTERP_BOOK_CHECKPOINTS": str(tmp_path / run)}
+        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs.append(tmp_path / run / "attn-only-2l")
+    first, second = ((d / "model.safetensors").read_bytes() for d in runs)
+    assert first == second, "two identical training runs produced different weights"
+    shipped = checkpoints.tokenizer_path("attn-only-2l").read_text()
+    assert (runs[0] / "tokenizer.json").read_text() == shipped, "retrained tokenizer differs from the shipped one"
+
+
+def test_checkpoint_root_can_be_redirected(tmp_path, monkeypatch):
+    monkeypatch.setenv("INTERP_BOOK_CHECKPOINTS", str(tmp_path))
+    assert checkpoints.checkpoint_dir("attn-only-2l") == tmp_path / "attn-only-2l"
+    with pytest.raises(checkpoints.MissingCheckpointError, match=str(tmp_path)):
+        load_model("attn-only-2l", device="cpu", profile="default")
+
+
 def test_word_fraction_separates_english_from_noise():
     assert phenomena.english_word_fraction("My lord, I pray you tell me what thou art.") > 0.8
     assert phenomena.english_word_fraction("xq zorblat vrenth klimp aa'q uuth") < 0.2

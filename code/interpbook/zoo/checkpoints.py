@@ -4,11 +4,15 @@ A checkpoint is a folder under ``interpbook/checkpoints/<name>/`` holding
 ``model.safetensors`` (weights), ``config.json`` (the TransformerLens native config),
 ``tokenizer.json`` (optional, a `tokenizers` tokenizer) and ``metrics.json`` (what the training
 run measured on the saved weights; model cards quote it).
+
+``$INTERP_BOOK_CHECKPOINTS`` points saving *and* loading at another root, so a retraining run
+can be compared with the shipped files instead of overwriting them.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +26,13 @@ class MissingCheckpointError(FileNotFoundError):
     pass
 
 
+def checkpoint_root() -> Path:
+    env = os.environ.get("INTERP_BOOK_CHECKPOINTS")
+    return Path(env) if env else CHECKPOINT_ROOT
+
+
 def checkpoint_dir(name: str) -> Path:
-    return CHECKPOINT_ROOT / name
+    return checkpoint_root() / name
 
 
 def save_checkpoint(
