@@ -117,13 +117,6 @@ def test_training_is_deterministic_and_reproduces_the_shipped_tokenizer(tmp_path
     assert (runs[0] / "tokenizer.json").read_text() == shipped, "retrained tokenizer differs from the shipped one"
 
 
-def test_checkpoint_root_can_be_redirected(tmp_path, monkeypatch):
-    monkeypatch.setenv("INTERP_BOOK_CHECKPOINTS", str(tmp_path))
-    assert checkpoints.checkpoint_dir("attn-only-2l") == tmp_path / "attn-only-2l"
-    with pytest.raises(checkpoints.MissingCheckpointError, match=str(tmp_path)):
-        load_model("attn-only-2l", device="cpu", profile="default")
-
-
 def test_word_fraction_separates_english_from_noise():
     assert phenomena.english_word_fraction("My lord, I pray you tell me what thou art.") > 0.8
     assert phenomena.english_word_fraction("xq zorblat vrenth klimp aa'q uuth") < 0.2
@@ -136,7 +129,8 @@ def test_unknown_model_lists_valid_names():
 
 
 def test_missing_checkpoint_names_path_and_command(tmp_path, monkeypatch):
-    monkeypatch.setattr(checkpoints, "CHECKPOINT_ROOT", tmp_path)
+    # An empty checkpoint root ($INTERP_BOOK_CHECKPOINTS moves saving and loading there).
+    monkeypatch.setenv("INTERP_BOOK_CHECKPOINTS", str(tmp_path))
     with pytest.raises(checkpoints.MissingCheckpointError) as err:
         load_model("attn-only-2l", device="cpu", profile="default")
     msg = str(err.value)
