@@ -35,14 +35,9 @@ def test_2l_previous_token_head_works_deep_into_the_context(model_2l):
     # layer-0 heads learnt "previous token" for query positions up to ~55 and nothing beyond.
     # Queries 64-95 must be served as well as queries 1-63. (Past ~100 the score drops: a key
     # there is rarely needed by a later induction query within the 128-token context.)
-    import torch
-
     tokens = model_2l.to_tokens(phenomena.LONG_PASSAGE)[:, :96]
     assert tokens.shape[-1] == 96, tokens.shape
-    _, cache = model_2l.run_with_cache(tokens, names_filter="blocks.0.attn.hook_pattern")
-    pattern = cache["blocks.0.attn.hook_pattern"][0]
-    q = torch.arange(1, 96)
-    per_query = pattern[:, q, q - 1]  # [head, query 1..95]
+    per_query = phenomena.prev_token_by_query(model_2l, tokens)[0]  # [head, query 1..95]
     best = int(per_query.mean(-1).argmax())
     early, late = per_query[best, :63].mean().item(), per_query[best, 63:].mean().item()
     assert early >= 0.8 and late >= 0.8, (best, early, late)

@@ -55,15 +55,23 @@ def induction_scores(
     return torch.stack([p[:, :, q, k].mean(dim=(0, 2)) for p in _patterns(model, tokens)])
 
 
-def prev_token_scores(
+def prev_token_by_query(
     model: Any, tokens: Int[Tensor, "batch pos"] | None = None, text: str | None = None
-) -> Float[Tensor, "n_layers n_heads"]:
-    """Mean attention from each token to the one just before it, on natural text (pass token
-    ids, or text, or neither for a built-in passage). Position 0 (BOS) is skipped."""
+) -> Float[Tensor, "n_layers n_heads pos-1"]:
+    """Attention from query position ``q`` to ``q - 1`` for ``q = 1..pos-1``, averaged over the
+    batch, on natural text (pass token ids, or text, or neither for a built-in passage)."""
     if tokens is None:
         tokens = model.to_tokens(text if text is not None else SAMPLE_PASSAGE)
     q = torch.arange(1, tokens.shape[-1])
-    return torch.stack([p[:, :, q, q - 1].mean(dim=(0, 2)) for p in _patterns(model, tokens)])
+    return torch.stack([p[:, :, q, q - 1].mean(dim=0) for p in _patterns(model, tokens)])
+
+
+def prev_token_scores(
+    model: Any, tokens: Int[Tensor, "batch pos"] | None = None, text: str | None = None
+) -> Float[Tensor, "n_layers n_heads"]:
+    """Mean attention from each token to the one just before it (see ``prev_token_by_query``).
+    Position 0 (BOS) is skipped: there the only key is itself."""
+    return prev_token_by_query(model, tokens, text).mean(dim=-1)
 
 
 def per_token_loss(model: Any, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos-1"]:
