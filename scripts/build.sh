@@ -10,7 +10,6 @@ cd "$(dirname "$0")/.."
 bash scripts/ensure_env.sh
 export PATH="$PWD/.venv/bin:$PATH"
 export INTERP_BOOK_PROFILE="${INTERP_BOOK_PROFILE:-default}"
-export PYTHONWARNINGS="ignore"
 .venv/bin/python -c "from interpbook.profiles import current_profile; current_profile()"
 export MPLBACKEND=Agg TQDM_DISABLE=1 TOKENIZERS_PARALLELISM=false
 

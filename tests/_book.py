@@ -32,14 +32,32 @@ def toc_pages() -> list[str]:
 
 def chapter_pages() -> list[Path]:
     """Chapter pages that have exercises (``book/chapters/**.md`` listed in the toc)."""
-    from interpbook.exercises import find_exercises, read_notebook
+    from interpbook_build.exercises import page_exercises
 
     out = []
     for page in toc_pages():
         if page.startswith("book/chapters/"):
             path = REPO / f"{page}.md"
-            if find_exercises(read_notebook(path), where=str(path)):
+            if page_exercises(path)[1]:
                 out.append(path)
+    return out
+
+
+def section_pages() -> list[Path]:
+    """Section pages of the chapters (``book/chapters/<chapter>/<NN>-<section>.md`` in the toc)."""
+    import re
+
+    return [REPO / f"{p}.md" for p in toc_pages()
+            if p.startswith("book/chapters/") and re.match(r"^\d{2}-", Path(p).name)]
+
+
+def notebook_pages() -> list[Path]:
+    """Every page in the toc that is executed (a notebook: jupytext front matter)."""
+    out = []
+    for p in toc_pages():
+        path = REPO / f"{p}.md"
+        if "kernelspec:" in path.read_text(encoding="utf-8").split("\n---", 1)[0]:
+            out.append(path)
     return out
 
 

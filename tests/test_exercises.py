@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from _book import Kernel, chapter_pages
 
-from interpbook.exercises import cell_tags, find_exercises, make_stub, read_notebook
+from interpbook_build.exercises import cell_tags, make_stub, page_exercises
 
 PAGES = chapter_pages()
 
@@ -18,8 +18,8 @@ def test_chapters_have_exercises():
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.stem for p in PAGES])
 def test_structure(page):
-    nb = read_notebook(page)
-    for ex in find_exercises(nb, where=str(page)):  # raises on a missing hint/solution/check
+    nb, exercises = page_exercises(page)  # raises on a missing hint/solution/check
+    for ex in exercises:
         assert ex.hints >= 1
         for i in ex.solution_cells:
             stub = make_stub(nb.cells[i].source)
@@ -30,8 +30,7 @@ def test_structure(page):
 @pytest.mark.xdist_group("kernels")
 @pytest.mark.parametrize("page", PAGES, ids=[p.stem for p in PAGES])
 def test_checks_fail_on_stub_and_pass_on_solution(page):
-    nb = read_notebook(page)
-    exercises = find_exercises(nb, where=str(page))
+    nb, exercises = page_exercises(page)
     first_check = {ex.check_cells[0]: ex for ex in exercises}
     problems: list[str] = []
     with Kernel(cwd=page.parent) as k:

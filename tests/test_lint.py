@@ -19,7 +19,7 @@ def _run(*cmd):
 
 
 def test_ruff():
-    r = _run("ruff", "check", "code", "tests")
+    r = _run("ruff", "check", "code", "tools", "tests")
     assert r.returncode == 0, r.stdout + r.stderr
 
 

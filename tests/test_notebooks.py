@@ -11,7 +11,7 @@ import nbformat
 import pytest
 from _book import REPO, SITE, Kernel, chapter_pages
 
-from interpbook.notebooks import build_notebooks, convert_markdown, notebook_names, setup_cell_source
+from interpbook_build.notebooks import build_notebooks, convert_markdown, notebook_names, setup_cell_source
 
 PAGES = chapter_pages()
 CACHE = REPO / "_build" / ".jupyter_cache"
@@ -117,7 +117,7 @@ def test_exercise_notebook_fails_only_on_unfinished_exercises(page):
 
 
 def test_generated_solution_modules_are_up_to_date():
-    from interpbook.export import export_all
+    from interpbook_build.export import export_all
 
     stale = export_all(REPO, check=True)
-    assert not stale, f"run `interpbook export-solutions`: out of date: {stale}"
+    assert not stale, f"run `interpbook-build export-solutions`: out of date: {stale}"

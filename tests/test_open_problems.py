@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from interpbook import open_problems as op
+from interpbook_build import open_problems as op
 
 REPO = Path(__file__).resolve().parent.parent
 BOOK = REPO / "book"

@@ -26,6 +26,25 @@ def glue(name: str, value: Any, display: bool = False) -> None:
     _glue(name, value, display=display)
 
 
+def model_origin(name: str) -> str:
+    """A phrase for prose saying where ``load_model(name)``'s weights came from under the active
+    profile, e.g. "a model this book trained in 18 minutes on one CPU core". Pages call this
+    instead of branching on the profile themselves."""
+    from interpbook.zoo.checkpoints import load_metrics
+    from interpbook.zoo.registry import spec
+
+    s = spec(name)
+    if current_profile() == "full" and s.load_full is not None:
+        return f"the hub model `{s.hub_name}`"
+    metrics = load_metrics(name)
+    seconds = metrics.get("train_seconds", metrics.get("training_seconds"))
+    device = str(metrics.get("device", metrics.get("training_device", "cpu")))
+    where = "on one CPU core" if device == "cpu" else f"on {device}"
+    if seconds is None:
+        return f"a model this book trained {where}"
+    return f"a model this book trained in {seconds / 60:.0f} minutes {where}"
+
+
 def provenance() -> Any:
     """An HTML note: profile, models and hardware the page's outputs were computed with."""
     import torch

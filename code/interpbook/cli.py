@@ -1,4 +1,5 @@
-"""Command line: ``interpbook train NAME``, ``interpbook models``, ``interpbook notebooks ...``."""
+"""Command line: ``interpbook models`` lists the zoo, ``interpbook train NAME`` regenerates a
+book-trained checkpoint. (Build commands live in ``interpbook-build``, a separate package.)"""
 
 from __future__ import annotations
 
@@ -33,17 +34,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_export(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from interpbook.export import export_all
-
-    changed = export_all(Path(args.repo), check=args.check)
-    for name in changed:
-        print(("stale: " if args.check else "wrote: ") + name)
-    return 1 if (args.check and changed) else 0
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="interpbook", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -52,16 +42,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("name")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     p.set_defaults(func=_cmd_train)
-    p = sub.add_parser("export-solutions", help="regenerate interpbook/solutions from the chapter pages")
-    p.add_argument("--repo", default=".", help="repository root")
-    p.add_argument("--check", action="store_true", help="fail if a module is out of date")
-    p.set_defaults(func=_cmd_export)
-    try:
-        from interpbook import notebooks
-
-        notebooks.add_cli(sub)
-    except ImportError:  # notebook tooling needs the book extras (jupytext, nbformat)
-        pass
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -1,5 +1,9 @@
-"""Exercise checks. Each check calls the learner's function on known inputs and compares with
-a reference; a failure says what was expected, what came back, and where to look."""
+"""Exercise checks, one module per section: ``interpbook.checks.<chapter>.<section>`` holds
+``check_<function>`` for every function the learner writes on that page.
+
+Each check calls the learner's function (always through :func:`call`, so every failure reads
+the same) on inputs whose answer is known by construction, and raises :class:`CheckFailed` with
+a message that says what was expected, what came back, and where to look."""
 
 from __future__ import annotations
 
@@ -13,9 +17,20 @@ class CheckFailed(AssertionError):
     """An exercise's check did not pass. The message says why."""
 
 
-def call(fn: Callable, *args, **kwargs) -> Any:
-    """Call the learner's ``fn``; an unfinished stub becomes a readable failure."""
-    name = getattr(fn, "__name__", repr(fn))
+def _describe(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {list(value.shape)}"
+    if hasattr(value, "cfg"):
+        return "the model"
+    text = repr(value)
+    return text if len(text) <= 40 else f"a {type(value).__name__}"
+
+
+def call(fn: Callable, *args, what: str = "", **kwargs) -> Any:
+    """Call the learner's ``fn``. An unfinished stub, or an error inside the learner's code,
+    becomes a :class:`CheckFailed` that says so and shows the inputs it was called with
+    (``what`` describes them further)."""
+    name = getattr(fn, "__name__", "your function")
     try:
         return fn(*args, **kwargs)
     except NotImplementedError:
@@ -23,6 +38,15 @@ def call(fn: Callable, *args, **kwargs) -> Any:
             f"`{name}` still raises NotImplementedError: fill in the lines marked "
             "`# YOUR CODE HERE`, re-run that cell, then run this check again."
         ) from None
+    except CheckFailed:
+        raise
+    except Exception as e:  # the learner's bug: report it with the input that triggered it
+        shown = ", ".join([_describe(a) for a in args] + [f"{k}={_describe(v)}" for k, v in kwargs.items()])
+        raise CheckFailed(
+            f"`{name}` raised {type(e).__name__}: {e} when called with ({shown})"
+            f"{' ' + what if what else ''}. Make it work for any input of these shapes, using the "
+            "shapes of its inputs rather than sizes of the model."
+        ) from e
 
 
 def expect_tensor(value: Any, what: str, shape: Sequence[int] | None = None,

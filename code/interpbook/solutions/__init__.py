@@ -1,7 +1,9 @@
 """Solutions of the chapters' exercises, importable by later pages and chapters.
 
-The modules in this folder are *generated* from the chapter pages by
-``interpbook export-solutions``: the imports of cells tagged ``export`` and the definitions
-(functions, classes) of cells tagged ``solution``, markers removed. The chapter page stays the
-one source; a test fails when a generated module is out of date.
+``interpbook.solutions.<chapter>.<section>`` holds the solutions of the page
+``book/chapters/<chapter>/<NN>-<section>.md``. The modules are *generated* from the pages by
+``interpbook-build export-solutions``: the definitions of the cells tagged ``solution``
+(markers removed, each after a line naming its page and exercise), an ``__all__``, and only the
+imports those definitions use. The page stays the one source; a test fails when a module is
+out of date.
 """

@@ -1,4 +1,5 @@
-"""Checks for "Reverse-engineering the circuit" (chapter: TransformerLens and induction heads).
+"""Checks for section 4, "Reverse-engineering the circuit"
+(book/chapters/induction/04-reverse-engineering.md).
 
 Each check runs the learner's function on small hand-built weights whose answer is known in
 closed form (identity and projection matrices, one-hot directions, all-zero embeddings), and
@@ -15,6 +16,15 @@ from typing import Any
 import torch
 
 from interpbook.checks import CheckFailed, call, expect_close, expect_tensor, passed
+
+__all__ = [
+    "check_composition_score",
+    "check_decompose_k",
+    "check_full_ov_circuit",
+    "check_k_composition_scores",
+    "check_pos_attention_pattern",
+    "check_top_1_copy_accuracy",
+]
 
 
 def _factored_matrix_cls():
@@ -71,7 +81,8 @@ def check_full_ov_circuit(full_ov_circuit: Callable, model: Any) -> None:
     toy = _toy_model(W(d_vocab, d_model), W(4, d_model), W(n_layers, n_heads, d_model, d_head),
                      W(n_layers, n_heads, d_model, d_head), W(n_layers, n_heads, d_model, d_head),
                      W(n_layers, n_heads, d_head, d_model), W(d_model, d_vocab))
-    for layer, head in [(1, 2), (0, 1)]:
+    # (0, 1) first: with [head, layer] it reads a real but wrong head, which the hint below names.
+    for layer, head in [(0, 1), (1, 2)]:
         out = call(full_ov_circuit, toy, layer, head)
         _expect_factored(out, f"full_ov_circuit(toy model, {layer}, {head})", (d_vocab, d_vocab))
         # Row i: embed token i, send it through the head's values and output, read the logits.
@@ -132,7 +143,8 @@ def check_top_1_copy_accuracy(top_1_copy_accuracy: Callable) -> None:
     if abs(acc - expected) > 1e-6:
         raise CheckFailed(f"On a 1000 x 1000 matrix the accuracy should be {expected:.4f}; got "
                           f"{acc:.4f}. Do your batches cover every row exactly once (including "
-                          "the last, shorter batch)?")
+                          "the last, shorter batch)? Is each row compared with its own index start + i, "
+                          "not with its place i inside the batch?")
     passed("top_1_copy_accuracy: rows with their maximum on the diagonal")
 
 
@@ -162,6 +174,16 @@ def check_pos_attention_pattern(pos_attention_pattern: Callable) -> None:
     expect_close(out.diagonal(), diag, "diagonal of the pattern for W_pos = I, W_Q = W_K = 2I",
                  atol=1e-5, hint="Scores are (W_pos W_Q)(W_pos W_K)^T divided by sqrt(d_head) "
                  "(here d_head = 4, so by 2), then softmax over the key axis (dim=-1).")
+    # d_head != d_model: W_Q = W_K = c [I | 0] have d_head = 9 columns, so the same scores as
+    # above are divided by sqrt(9) = 3; dividing by sqrt(d_model) = 2 gives the previous pattern.
+    wide = torch.cat([c * torch.eye(d), torch.zeros(d, 5)], dim=1)
+    out = call(pos_attention_pattern, torch.eye(d), wide, wide)
+    expect_tensor(out, "pos_attention_pattern(I, W_Q, W_K) with d_head = 9", (d, d), floating=True)
+    s = c * c / 3.0
+    diag = torch.tensor([math.exp(s) / (math.exp(s) + i) for i in range(d)])
+    expect_close(out.diagonal(), diag, "diagonal of the pattern for d_model = 4, d_head = 9",
+                 atol=1e-5, hint="Divide the scores by sqrt(d_head) = sqrt(W_Q.shape[-1]) = 3, "
+                 "not sqrt(d_model) = 2.")
     # A query that looks one position back.
     shift = torch.zeros(d, d)
     shift[torch.arange(1, d), torch.arange(d - 1)] = 1.0  # row i reads position i-1
@@ -188,7 +210,8 @@ def check_decompose_k(decompose_k: Callable) -> None:
     # Linearity: the parts add up to the keys of the whole residual stream.
     expect_close(out.sum(0), components.sum(0) @ W_K, "the sum over components of your keys",
                  atol=1e-4, hint="The keys of the summed residual stream must equal the sum of "
-                 "the components' keys: multiply each component by W_K, no bias, no mixing.")
+                 "the components' keys: multiply each component by W_K, no bias, no mixing, and no "
+                 "1/sqrt(d_head) scaling (that belongs to the attention scores, not the keys).")
     # A component that is zero contributes nothing; a one-hot component reads one row of W_K.
     components = torch.zeros(2, 1, d_model)
     components[1, 0, 4] = 1.0
@@ -208,9 +231,12 @@ def check_composition_score(composition_score: Callable) -> None:
     I = torch.eye(d)
     score = _scalar(call(composition_score, I, I), "composition_score(I, I)")
     if abs(score - 1 / math.sqrt(d)) > 1e-5:
+        # 1 = ||I I|| / ||I|| (one norm) or the spectral norm; 2 = no normalisation at all.
+        extra = (" Then divide by the product of both norms, ||W_A||_F * ||W_B||_F."
+                 if abs(score - 1.0) < 1e-5 or abs(score - 2.0) < 1e-5 else "")
         raise CheckFailed(f"For two {d}x{d} identity matrices ||I I||_F / (||I||_F ||I||_F) = "
                           f"2 / (2 * 2) = {1 / math.sqrt(d):.4f}; got {score:.4f}. Use the "
-                          "Frobenius norm (root of the sum of squared entries).")
+                          f"Frobenius norm (root of the sum of squared entries).{extra}")
     # W_A writes only into direction 0; W_B reads only direction 1: nothing gets through.
     W_A = torch.zeros(d, d)
     W_A[2, 0] = 3.0

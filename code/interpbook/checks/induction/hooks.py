@@ -1,4 +1,4 @@
-"""Checks for the exercises of "Hooks" (chapter: TransformerLens and induction heads, section 3).
+"""Checks for section 3, "Hooks" (book/chapters/induction/03-hooks.md).
 
 The hook checks hand the learner's hook function made-up activations and a stand-in for the
 ``HookPoint`` (something with ``.name`` and ``.layer()``), built so the right answer is known by
@@ -15,8 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from interpbook.checks import CheckFailed, expect_close, expect_tensor, passed
-from interpbook.checks import call as _call_learner
+from interpbook.checks import CheckFailed, call, expect_close, expect_tensor, passed
 
 __all__ = [
     "FakeHook",
@@ -40,23 +39,6 @@ class FakeHook:
 
     def __repr__(self) -> str:
         return f"HookPoint(name={self.name!r})"
-
-
-def call(fn: Callable, *args, what: str = "", **kwargs) -> Any:
-    """``checks.call``; an error inside the learner's code becomes a CheckFailed naming the input."""
-    try:
-        return _call_learner(fn, *args, **kwargs)
-    except CheckFailed:
-        raise
-    except Exception as e:
-        shown = ", ".join(f"shape {list(a.shape)}" if isinstance(a, torch.Tensor) else
-                          (repr(a) if not hasattr(a, "cfg") else "model") for a in args)
-        shown += "".join(f", {k}={v!r}" for k, v in kwargs.items())
-        raise CheckFailed(
-            f"`{getattr(fn, '__name__', 'your function')}` raised {type(e).__name__}: {e} when called "
-            f"with ({shown}){' ' + what if what else ''}. Use the shapes of the inputs rather than "
-            "numbers from the model, so the function works on any size."
-        ) from e
 
 
 # --- induction_score_hook ---------------------------------------------------------------------

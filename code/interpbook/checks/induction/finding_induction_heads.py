@@ -1,5 +1,5 @@
-"""Checks for the exercises of "Finding induction heads" (chapter: TransformerLens and induction
-heads, section 2).
+"""Checks for section 2, "Finding induction heads"
+(book/chapters/induction/02-finding-induction-heads.md).
 
 Every check builds inputs whose right answer is known by construction (an attention pattern in
 which one head attends exactly to the previous token, a sequence whose second half repeats its
@@ -16,8 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from interpbook.checks import CheckFailed, expect_close, expect_tensor, passed
-from interpbook.checks import call as _call_learner
+from interpbook.checks import CheckFailed, call, expect_close, expect_tensor, passed
 
 __all__ = [
     "check_current_token_scores",
@@ -27,23 +26,6 @@ __all__ = [
     "check_next_token_log_probs",
     "check_prev_token_scores",
 ]
-
-def call(fn: Callable, *args, what: str = "") -> Any:
-    """``checks.call``, and an error inside the learner's code becomes a CheckFailed that says
-    on which input it happened."""
-    try:
-        return _call_learner(fn, *args)
-    except CheckFailed:
-        raise
-    except Exception as e:  # the learner's bug: report it with the input that triggered it
-        shapes = ", ".join(f"shape {list(a.shape)}" if isinstance(a, torch.Tensor) else repr(a)
-                           for a in args if not hasattr(a, "cfg"))
-        raise CheckFailed(
-            f"`{getattr(fn, '__name__', 'your function')}` raised {type(e).__name__}: {e} "
-            f"when called with ({shapes}){' ' + what if what else ''}. Make it work for any "
-            "batch size and sequence length, using the shapes of its inputs and its arguments."
-        ) from e
-
 
 _HEAD_NAMES = ("current-token", "previous-token", "first-token (BOS)", "uniform")
 

@@ -3,13 +3,12 @@
 * MyST directives become plain notebook markdown (exercise headers, ``<details>`` hints,
   block-quoted admonitions); glue roles become the values the executed page computed.
 * Cells tagged ``solution`` become stubs in the exercise notebook (see ``exercises.make_stub``).
-* The first cell installs this package in Colab and does nothing elsewhere; running it twice is
-  harmless.
+* The first cell installs the learner's package, ``interpbook``, at the commit the notebook was
+  built from, in Colab, and does nothing elsewhere; running it twice is harmless.
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import re
@@ -17,7 +16,15 @@ from pathlib import Path
 
 import nbformat
 
-from interpbook.exercises import cell_tags, find_exercises, make_stub, read_notebook, strip_markers
+from interpbook_build.exercises import (
+    cell_tags,
+    find_exercises,
+    make_stub,
+    parse_exercise,
+    read_notebook,
+    split_options,
+    strip_markers,
+)
 
 DOTS = ("●", "○")
 KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
@@ -44,8 +51,10 @@ def setup_cell_source(package_spec: str) -> str:
     )
 
 
-def package_spec(repo_url: str, ref: str = "main") -> str:
-    return f"interpbook @ git+{repo_url.rstrip('/')}.git@{ref}#subdirectory=code"
+def package_spec(repo_url: str, ref: str | None) -> str:
+    """pip's spec for the learner's package at ``ref`` (the commit the notebook is built from, so
+    the notebook and the package it installs cannot drift apart; ``main`` outside a checkout)."""
+    return f"interpbook @ git+{repo_url.rstrip('/')}.git@{ref or 'main'}#subdirectory=code"
 
 
 # --- MyST markdown -> notebook markdown -------------------------------------------------------
@@ -100,19 +109,15 @@ def convert_markdown(source: str, glue: dict[str, str], where: str) -> str:
         m = _OPEN.match(stripped)
         if m:
             name, arg, fence = m.group("name"), m.group("arg").strip(), m.group("fence")
-            i += 1
-            opts: dict[str, str] = {}
-            while i < len(lines) and re.match(r"^:\w[\w-]*:", lines[i].strip()):
-                k, _, v = lines[i].strip()[1:].partition(":")
-                opts[k] = v.strip()
-                i += 1
+            opts, i = split_options(lines, i + 1)
             if name == "exercise":
+                ex = parse_exercise(arg, opts, where)  # the one schema; no defaults
                 out += [
-                    f"### Exercise: {arg}",
+                    f"### Exercise: {ex.title}",
                     "",
-                    f"> **Difficulty** {rating(int(opts.get('difficulty', 1)))} · "
-                    f"**Importance** {rating(int(opts.get('importance', 1)))} · "
-                    f"about {opts.get('minutes', '?')} minutes",
+                    f"> **Difficulty** {rating(ex.difficulty)} · "
+                    f"**Importance** {rating(ex.importance)} · "
+                    f"about {ex.minutes} minutes",
                     "",
                 ]
                 stack.append((fence, "plain"))
@@ -193,13 +198,15 @@ def glue_values(md_path: str | Path, cache_dir: str | Path | None) -> dict[str, 
 
 
 def build_notebooks(md_path: str | Path, repo_url: str, cache_dir: str | Path | None = None,
-                    page_url: str | None = None) -> tuple[nbformat.NotebookNode, nbformat.NotebookNode]:
-    """(exercise notebook, solution notebook) for one chapter page."""
+                    page_url: str | None = None, ref: str | None = None
+                    ) -> tuple[nbformat.NotebookNode, nbformat.NotebookNode]:
+    """(exercise notebook, solution notebook) for one chapter page; the setup cell installs the
+    package at ``ref`` (a commit)."""
     where = str(md_path)
     src = read_notebook(md_path)
-    find_exercises(src, where=where)  # validates the exercise structure
+    find_exercises(src, where=where, page=md_path)  # validates the exercise structure
     glue = glue_values(md_path, cache_dir)
-    setup = nbformat.v4.new_code_cell(setup_cell_source(package_spec(repo_url)), id="setup")
+    setup = nbformat.v4.new_code_cell(setup_cell_source(package_spec(repo_url, ref)), id="setup")
     setup.metadata["tags"] = ["setup"]
     notebooks = []
     for kind in ("exercises", "solutions"):
@@ -240,8 +247,9 @@ def notebook_names(docname: str) -> tuple[str, str]:
 
 
 def write_notebooks(md_path: str | Path, out_dir: str | Path, docname: str, repo_url: str,
-                    cache_dir: str | Path | None = None, page_url: str | None = None) -> list[Path]:
-    ex, sol = build_notebooks(md_path, repo_url, cache_dir, page_url)
+                    cache_dir: str | Path | None = None, page_url: str | None = None,
+                    ref: str | None = None) -> list[Path]:
+    ex, sol = build_notebooks(md_path, repo_url, cache_dir, page_url, ref)
     written = []
     for nb, rel in zip((ex, sol), notebook_names(docname)):
         path = Path(out_dir) / rel
@@ -249,21 +257,3 @@ def write_notebooks(md_path: str | Path, out_dir: str | Path, docname: str, repo
         nbformat.write(nb, str(path))
         written.append(path)
     return written
-
-
-def _cmd_notebooks(args: argparse.Namespace) -> int:
-    md = Path(args.page)
-    docname = args.docname or md.with_suffix("").as_posix().removeprefix("book/")
-    for p in write_notebooks(md, args.out, docname, args.repo_url, args.cache):
-        print(p)
-    return 0
-
-
-def add_cli(sub) -> None:
-    p = sub.add_parser("notebooks", help="write a page's exercise and solution notebooks")
-    p.add_argument("page", help="a chapter page, e.g. book/chapters/induction/02-finding-induction-heads.md")
-    p.add_argument("--out", default="_build/notebooks")
-    p.add_argument("--docname", default=None)
-    p.add_argument("--cache", default="_build/.jupyter_cache", help="execution cache to take glued values from")
-    p.add_argument("--repo-url", default="https://github.com/interp-book/interp-book")
-    p.set_defaults(func=_cmd_notebooks)

@@ -1,7 +1,7 @@
 """Sphinx extension for the book: exercises, solution toggles with derived stubs, Colab badges
 and notebook downloads, offline plotly.
 
-Enable with ``extensions: [interpbook.sphinx]`` in ``_config.yml``.
+Enable with ``extensions: [interpbook_build.sphinx]`` in ``_config.yml``.
 """
 
 from __future__ import annotations
@@ -18,43 +18,45 @@ from sphinx.transforms.post_transforms import SphinxPostTransform
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 
-from interpbook.exercises import make_stub, strip_markers
-from interpbook.notebooks import notebook_names, rating, write_notebooks
+from interpbook_build.config import build_commit
+from interpbook_build.exercises import EXERCISE_OPTIONS, ExerciseFormatError, make_stub, parse_exercise, strip_markers
+from interpbook_build.notebooks import notebook_names, rating, write_notebooks
 
 logger = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
 
-def _level(value: str) -> int:
-    n = int(value)
-    if not 1 <= n <= 5:
-        raise ValueError("must be a whole number from 1 to 5")
-    return n
+class _AnyOption(dict):
+    """An option spec that lets every option through unconverted, so that the one exercise
+    schema (``parse_exercise``) reports unknown and malformed options, the same way the
+    notebook generator and the tests do."""
+
+    def __missing__(self, key):
+        return directives.unchanged
 
 
 class ExerciseDirective(SphinxDirective):
-    """``:::{exercise} Title`` with :label:, :difficulty:, :importance:, :minutes:."""
+    """``:::{exercise} Title`` with the options of ``EXERCISE_OPTIONS``."""
 
     has_content = True
     required_arguments = 1
     final_argument_whitespace = True
-    option_spec = {
-        "label": directives.unchanged_required,
-        "difficulty": _level,
-        "importance": _level,
-        "minutes": directives.positive_int,
-    }
+    option_spec = _AnyOption({k: directives.unchanged for k in EXERCISE_OPTIONS})
 
     def run(self):
-        missing = [k for k in ("label", "difficulty", "importance", "minutes") if k not in self.options]
-        if missing:
-            raise self.error(f"exercise {self.arguments[0]!r} is missing :{': :'.join(missing)}:")
-        label = self.options["label"]
+        _, line = self.get_source_info()
+        where = f"{self.env.doc2path(self.env.docname, False)}:{line}"
+        raw = {k: "" if v is None else str(v) for k, v in self.options.items()}
+        try:
+            ex = parse_exercise(self.arguments[0], raw, where)
+        except ExerciseFormatError as e:
+            raise self.error(str(e)) from None
+        label = ex.label
         node = nodes.admonition(classes=["exercise"], ids=[nodes.make_id(label)])
         title_text = f"Exercise: {self.arguments[0]}"
         textnodes, _ = self.state.inline_text(title_text, self.lineno)
         node += nodes.title(title_text, "", *textnodes)
-        diff, imp, mins = self.options["difficulty"], self.options["importance"], self.options["minutes"]
+        diff, imp, mins = ex.difficulty, ex.importance, ex.minutes
         meta = nodes.paragraph(classes=["exercise-meta"])
         for name, n in (("Difficulty", diff), ("Importance", imp)):
             item = nodes.inline(classes=["exercise-rating", name.lower()])
@@ -210,17 +212,34 @@ def _page_context(app: Sphinx, pagename, templatename, context, doctree) -> None
     scripts[:] = unique
 
 
+def _runtime_package_dir() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("interpbook")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("The `interpbook` package is not importable: run scripts/ensure_env.sh.")
+    return Path(next(iter(spec.submodule_search_locations))).resolve()
+
+
+def fingerprint_files() -> list[Path]:
+    """The files the execution-cache key hashes: the learner's package ``interpbook`` (code,
+    checks, solutions, checkpoints), nothing of the build tooling."""
+    root = _runtime_package_dir()
+    return sorted(f for f in root.rglob("*")
+                  if f.is_file() and "__pycache__" not in f.parts and f.suffix != ".pyc")
+
+
 def _package_fingerprint() -> str:
-    """Hash of the interpbook package (code and checkpoints). Part of every executed page's
-    cache key, so a new checkpoint or a changed check re-executes the pages."""
+    """Hash of the ``interpbook`` package. Part of every executed page's cache key, so a new
+    checkpoint or a changed check re-executes the pages, and a changed stylesheet, catalog or
+    build tool does not."""
     import hashlib
 
-    root = Path(__file__).resolve().parent.parent
+    root = _runtime_package_dir()
     h = hashlib.sha256()
-    for f in sorted(root.rglob("*")):
-        if f.is_file() and "__pycache__" not in f.parts and f.suffix not in (".pyc",):
-            h.update(f.relative_to(root).as_posix().encode())
-            h.update(f.read_bytes())
+    for f in fingerprint_files():
+        h.update(f.relative_to(root).as_posix().encode())
+        h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -261,6 +280,10 @@ def _build_finished(app: Sphinx, exception) -> None:
     srcdir = Path(app.srcdir)
     cache_dir = app.config.nb_execution_cache_path or None
     base = (app.config.html_baseurl or "").rstrip("/")
+    ref = build_commit(srcdir)
+    if ref is None:
+        logger.warning("interpbook: not a git checkout and $INTERP_BOOK_COMMIT is unset; the notebooks' "
+                       "setup cells install the package from `main`")
     count = 0
     for docname in sorted(app.env.found_docs):
         if not _is_chapter_page(app, docname):
@@ -269,13 +292,13 @@ def _build_finished(app: Sphinx, exception) -> None:
         if not md.exists():
             continue
         page_url = f"{base}/{docname}.html" if base else None
-        write_notebooks(md, app.outdir, docname, _repo_url(app), cache_dir, page_url)
+        write_notebooks(md, app.outdir, docname, _repo_url(app), cache_dir, page_url, ref=ref)
         count += 1
     logger.info(f"interpbook: wrote exercise and solution notebooks for {count} chapter page(s)")
 
 
 def setup(app: Sphinx):
-    app.setup_extension("interpbook.sphinx.open_problems")
+    app.setup_extension("interpbook_build.sphinx.open_problems")
     app.add_config_value("interpbook_chapter_prefix", "book/chapters/", "env")
     app.add_config_value("interpbook_notebooks_branch", "notebooks", "env")
     app.add_directive("exercise", ExerciseDirective)

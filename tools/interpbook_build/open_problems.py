@@ -3,7 +3,7 @@
 The data live in ``book/data/open_problems.yaml`` and ``book/data/capstones.yaml``. This module
 checks them against a fixed schema (unique numbers, known categories, difficulties, skills and
 compute levels, non-empty summaries, chapter references that resolve to real book pages) and
-returns typed, read-only records. The Sphinx extension ``interpbook.sphinx.open_problems`` and
+returns typed, read-only records. The Sphinx extension ``interpbook_build.sphinx.open_problems`` and
 the tests both use it, so the catalog page, the per-chapter lists and CI agree on one schema.
 
 Errors are collected, not raised one at a time: :class:`CatalogError` lists every problem found,

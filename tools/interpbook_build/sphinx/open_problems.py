@@ -1,13 +1,13 @@
 """Sphinx extension: the open-problems catalog, per-chapter problem lists and capstones.
 
-Add ``interpbook.sphinx.open_problems`` to the Sphinx extensions (Jupyter Book:
+Add ``interpbook_build.sphinx.open_problems`` to the Sphinx extensions (Jupyter Book:
 ``sphinx: extra_extensions:`` in ``_config.yml``). It provides three directives, all generated
 from the YAML files in ``book/data/`` so that no page can drift from the data:
 
 ``{open-problems-catalog}``
     The whole catalog as an accessible list, one ``<li id="problem-1-10">`` per problem, with
     category / difficulty / chapter filters, a search box and a live match count (vanilla JS
-    and CSS from ``interpbook/static``; no network). Deep links such as
+    and CSS from ``interpbook_build/static``; no network). Deep links such as
     ``open-problems.html#problem-1-10`` scroll to and highlight the problem even when the
     current filters would hide it.
 
@@ -19,7 +19,7 @@ from the YAML files in ``book/data/`` so that no page can drift from the data:
 ``{capstones}``
     The capstone project ideas from ``book/data/capstones.yaml``.
 
-The data are validated when the builder starts (``interpbook.open_problems``); invalid data
+The data are validated when the builder starts (``interpbook_build.open_problems``); invalid data
 stop the build with a message naming the entry and field. Each directive records the YAML as
 a dependency of its page, so editing the data rebuilds those pages.
 
@@ -42,7 +42,7 @@ from sphinx.application import Sphinx
 from sphinx.errors import ExtensionError
 from sphinx.util.docutils import SphinxDirective
 
-from interpbook import open_problems as op
+from interpbook_build import open_problems as op
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 STATIC_FILES = ("open-problems.css", "open-problems.js")
@@ -92,7 +92,7 @@ def _load(app: Sphinx) -> tuple[op.Catalog, list[op.Capstone]]:
             else []
         )
     except (op.CatalogError, OSError) as exc:
-        raise ExtensionError(f"interpbook.sphinx.open_problems: {exc}") from exc
+        raise ExtensionError(f"interpbook_build.sphinx.open_problems: {exc}") from exc
     app._interpbook_open_problems = (catalog, capstones)  # type: ignore[attr-defined]
     return catalog, capstones
 

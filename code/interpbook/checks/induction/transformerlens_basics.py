@@ -1,4 +1,4 @@
-"""Checks for "TransformerLens basics" (chapter: TransformerLens and induction heads, section 1)."""
+"""Checks for section 1, "TransformerLens basics" (book/chapters/induction/01-transformerlens-basics.md)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,13 @@ from collections.abc import Callable
 import torch
 
 from interpbook.checks import CheckFailed, call, expect_close, expect_tensor, passed
+
+__all__ = [
+    "check_attention_pattern",
+    "check_next_token_accuracy",
+    "check_resid_post_from_parts",
+    "check_sample_next_token",
+]
 
 
 def check_next_token_accuracy(fn: Callable) -> None:
@@ -71,7 +78,7 @@ def check_sample_next_token(fn: Callable) -> None:
     passed("sample_next_token samples greedily at T=0 and from softmax(logits/T) otherwise")
 
 
-def check_resid_post(fn: Callable, model, cache) -> None:
+def check_resid_post_from_parts(fn: Callable, model, cache) -> None:
     for layer in range(model.cfg.n_layers):
         out = call(fn, cache, layer)
         expected = cache[f"blocks.{layer}.hook_resid_post"]
@@ -90,7 +97,9 @@ def check_attention_pattern(fn: Callable, cache) -> None:
     if pat[0, 0, 0, 1].abs() > 1e-6:
         raise CheckFailed("Position 0 attends to position 1 in your pattern: mask the future (keys after the "
                           "query) with -inf *before* the softmax.")
-    expect_close(pat[0, 0], torch.tensor([[1.0, 0.0], [0.5, 0.5]]), "the 2-token pattern", atol=1e-5)
+    expect_close(pat[0, 0], torch.tensor([[1.0, 0.0], [0.5, 0.5]]), "the 2-token pattern", atol=1e-5,
+                 hint="Each query's row should sum to 1: fill the future scores with -inf *before* the "
+                 "softmax (rather than zeroing them after it), and take the softmax over the key axis (dim=-1).")
     for layer in range(2):
         q, k = cache[f"blocks.{layer}.attn.hook_q"], cache[f"blocks.{layer}.attn.hook_k"]
         pat = call(fn, q, k)

@@ -1,0 +1,1 @@
+"""Solutions of the chapter `induction` (generated; see `interpbook.solutions`)."""
