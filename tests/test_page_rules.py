@@ -209,7 +209,7 @@ def test_claims_are_not_glued_from_comparisons(page):
     found = [f"cell {i}: {name}" for i, c in _code_cells(page) for name in conditional_glues(c.source)]
     assert not found, (
         f"{page.name} glues words chosen by a comparison ({found}): such a claim can flip without any "
-        "failure. State the claim in the prose and back it with an `assert` in a cell tagged remove-cell.")
+        "failure. State the claim in the prose and back it with an `assert` in a cell tagged [remove-cell, notebook-skip].")
 
 
 def test_pages_have_no_export_tags_left():
