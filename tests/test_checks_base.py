@@ -27,3 +27,25 @@ def test_stub_becomes_readable_failure():
 def test_expect_close_reports_where():
     with pytest.raises(checks.CheckFailed, match=r"at index \[1\]"):
         checks.expect_close(torch.tensor([1.0, 5.0]), torch.tensor([1.0, 2.0]), "v")
+
+
+def test_learner_error_becomes_a_failure_that_shows_the_inputs():
+    def f(x, n, *, axis):
+        raise IndexError("index 5 is out of bounds")
+
+    with pytest.raises(checks.CheckFailed, match=r"`f` raised IndexError: index 5 is out of bounds when called "
+                       r"with \(a tensor of shape \[2, 3\], 4, axis=-1\) \(layer 1\)"):
+        checks.call(f, torch.zeros(2, 3), 4, axis=-1, what="(layer 1)")
+
+
+def test_one_wrapper_for_every_checks_module():
+    # Every section's checks go through checks.call, so failures read the same everywhere.
+    import importlib
+    import pkgutil
+
+    import interpbook.checks as root
+
+    for info in pkgutil.walk_packages(root.__path__, "interpbook.checks."):
+        module = importlib.import_module(info.name)
+        own = [n for n, v in vars(module).items() if n == "call" and v is not checks.call]
+        assert not own, f"{info.name} defines its own `call`; use interpbook.checks.call"
