@@ -6,28 +6,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
-import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 SITE = REPO / "_build" / "html"
 
 
 def toc_pages() -> list[str]:
-    """Every page in _toc.yml, as a path relative to the repo without suffix."""
-    toc = yaml.safe_load((REPO / "_toc.yml").read_text())
-    pages = [toc["root"]]
+    """Every page in _toc.yml, as a path relative to the repo without suffix, in book order."""
+    from interpbook_build.toc import toc_entries
 
-    def walk(entries):
-        for e in entries or []:
-            if "file" in e:
-                pages.append(e["file"])
-            walk(e.get("sections"))
-            walk(e.get("chapters"))
-
-    for part in toc.get("parts", []):
-        walk(part.get("chapters"))
-    walk(toc.get("chapters"))
-    return pages
+    return toc_entries(REPO / "_toc.yml")
 
 
 def chapter_pages() -> list[Path]:

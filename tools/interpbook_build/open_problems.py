@@ -181,36 +181,17 @@ def toc_pages(toc_path: Path, book_dir: Path | None = None) -> set[str]:
     Entries are relative to the folder holding ``_toc.yml``; entries outside ``book_dir`` are
     returned relative to the toc folder instead.
     """
-    import yaml
+    from interpbook_build.toc import toc_entries
 
     toc_path = Path(toc_path)
     book_dir = Path(book_dir) if book_dir is not None else toc_path.parent / "book"
-    data = yaml.safe_load(toc_path.read_text(encoding="utf-8")) or {}
     found: set[str] = set()
-
-    def add(entry: str) -> None:
-        entry = str(entry)
-        for suffix in _PAGE_SUFFIXES + (".rst",):
-            entry = entry.removesuffix(suffix)
+    for entry in toc_entries(toc_path):
         absolute = (toc_path.parent / entry).resolve()
         try:
             found.add(absolute.relative_to(book_dir.resolve()).as_posix())
         except ValueError:
             found.add(Path(entry).as_posix())
-
-    def walk(node: Any) -> None:
-        if isinstance(node, Mapping):
-            for key in ("root", "file"):
-                if isinstance(node.get(key), str):
-                    add(node[key])
-            for value in node.values():
-                if isinstance(value, (list, Mapping)):
-                    walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(data)
     return found
 
 
