@@ -19,14 +19,14 @@ def model_1l():
 
 
 def test_2l_has_induction_head_in_layer_1(model_2l):
-    scores = phenomena.induction_scores(model_2l, seq_len=50, batch=8, seed=0)
+    scores = phenomena.model_induction_scores(model_2l, seq_len=50, batch=8, seed=0)
     assert scores.shape == (2, model_2l.cfg.n_heads)
     assert scores[1].max() >= 0.7, scores
 
 
 def test_2l_has_a_previous_token_head_in_layer_0(model_2l):
     # Measured on the shipped model: 0.94 (head 0.2) and 0.83 (head 0.3) on the sample passage.
-    scores = phenomena.prev_token_scores(model_2l)[0]
+    scores = phenomena.model_prev_token_scores(model_2l)[0]
     assert scores.max() >= 0.7, scores
 
 
@@ -46,7 +46,7 @@ def test_2l_previous_token_head_works_deep_into_the_context(model_2l):
 def test_2l_induction_needs_the_previous_token_head(model_2l):
     import torch
 
-    best = int(phenomena.prev_token_scores(model_2l)[0].argmax())
+    best = int(phenomena.model_prev_token_scores(model_2l)[0].argmax())
     tokens = phenomena.repeated_tokens(model_2l, seq_len=50, batch=8, seed=0)
 
     def ablate(z, hook):
@@ -68,7 +68,7 @@ def test_2l_predicts_the_repeat(model_2l):
 
 
 def test_1l_cannot_do_induction(model_1l):
-    scores = phenomena.induction_scores(model_1l, seq_len=50, batch=8, seed=0)
+    scores = phenomena.model_induction_scores(model_1l, seq_len=50, batch=8, seed=0)
     assert scores.max() < 0.3, scores
     first, second = phenomena.per_half_loss(model_1l, seq_len=50, batch=8, seed=0)
     # One layer can still boost "tokens seen before" (a skip-trigram), so the repeat gets

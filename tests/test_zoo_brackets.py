@@ -31,7 +31,7 @@ def test_data():
 
 def test_held_out_seeds_differ_from_training():
     assert len({data.TRAIN_SEED, data.VALIDATION_SEED, data.TEST_SEED}) == 3
-    assert zb.RECIPE["train_seed"] == data.TRAIN_SEED
+    assert zb.RECIPE.train_seed == data.TRAIN_SEED
 
 
 def test_architecture(model):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from interpbook.zoo import ioi
+from interpbook.datasets import ioi as ioi_data
+from interpbook.zoo import ioi, ioi_analysis
 from interpbook.zoo.checkpoints import load_metrics
 from interpbook.zoo.registry import load_model, spec
 
@@ -16,7 +17,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def heldout():
-    return ioi.make_ioi_dataset(600, split="heldout", seed=11)
+    return ioi_data.make_ioi_dataset(600, split="heldout", seed=11)
 
 
 def test_registered_with_hub_counterpart():
@@ -27,13 +28,13 @@ def test_registered_with_hub_counterpart():
 
 
 def test_heldout_pairs_never_in_training():
-    train_pairs, held = ioi.name_pairs()
+    train_pairs, held = ioi_data.name_pairs()
     assert not {frozenset(p) for p in train_pairs} & {frozenset(p) for p in held}
-    toks, ends, answers = ioi.training_examples(2000, ioi.VARIANTS[ioi.SHIPPED_VARIANT]["mix"], seed=5)
+    toks, ends, answers = ioi_data.training_examples(2000, ioi.VARIANTS[ioi.SHIPPED_VARIANT].mix, seed=5)
     held_sets = {frozenset(p) for p in held}
-    name_ids = set(ioi.NAME_IDS)
+    name_ids = set(ioi_data.NAME_IDS)
     for row, end in zip(toks.tolist(), ends.tolist()):
-        names = {ioi.VOCAB[t] for t in row[: end + 1] if t in name_ids}
+        names = {ioi_data.VOCAB[t] for t in row[: end + 1] if t in name_ids}
         assert not any(frozenset((a, b)) in held_sets for a in names for b in names if a != b)
 
 
@@ -41,28 +42,28 @@ def test_heldout_pairs_never_in_training():
 def test_heldout_accuracy_per_order(model, heldout, order):
     sub = heldout.by_order(order)
     assert len(sub) == 300
-    assert ioi.accuracy(model, sub) >= 0.99
+    assert ioi_analysis.accuracy(model, sub) >= 0.99
 
 
 def test_mean_logit_diff(model, heldout):
-    assert ioi.logit_diff(model, heldout).mean() >= 4.0
+    assert ioi_analysis.logit_diff(model, heldout).mean() >= 4.0
 
 
 def test_tokenizer_round_trip(model):
     text = "When Mary and John went to the store, John gave a drink to"
     toks = model.to_tokens(text)
-    assert toks[0, 0].item() == ioi.BOS_ID
-    assert toks[0].tolist() == ioi.encode(text)
+    assert toks[0, 0].item() == ioi_data.BOS_ID
+    assert toks[0].tolist() == ioi_data.encode(text)
     assert model.to_string(toks[0, 1:]) == text
     assert model.to_str_tokens(text)[1:4] == ["When", "Mary", "and"]
-    ds = ioi.make_ioi_dataset(8, seed=3)
+    ds = ioi_data.make_ioi_dataset(8, seed=3)
     for p, row, end in zip(ds.prompts, ds.tokens, ds.end):
         assert model.to_tokens(p)[0].tolist() == row[: end + 1].tolist()
 
 
 def test_abc_corruption_removes_preference(model, heldout):
-    clean = ioi.logit_diff(model, heldout).mean()
-    corrupt = ioi.logit_diff(model, heldout, corrupted=True).mean()
+    clean = ioi_analysis.logit_diff(model, heldout).mean()
+    corrupt = ioi_analysis.logit_diff(model, heldout, corrupted=True).mean()
     assert corrupt.abs() < 0.25 * clean
 
 
@@ -76,8 +77,8 @@ def test_metrics_file_matches_spec():
 
 @pytest.fixture(scope="module")
 def heads(model):
-    ds = ioi.make_ioi_dataset(300, split="heldout", seed=12, varied_actions=True)
-    return ds, ioi.head_summary(model, ds, ablation=False)
+    ds = ioi_data.make_ioi_dataset(300, split="heldout", seed=12, varied_actions=True)
+    return ds, ioi_analysis.head_summary(model, ds, ablation=False)
 
 
 def test_s_inhibition_head_reads_s2_and_acts_through_later_heads(model, heads):
@@ -86,17 +87,17 @@ def test_s_inhibition_head_reads_s2_and_acts_through_later_heads(model, heads):
     (layer, head), = ioi.SHIPPED_CIRCUIT["s_inhibition"]
     assert hs["end_to_s2"][layer, head] > 0.8
     # Little direct effect on the logits, but ablating it removes most of the logit difference.
-    assert hs["dla"][layer, head] < 0.1 * ioi.logit_diff(model, ds).mean()
-    clean = ioi.logit_diff(model, ds).mean()
-    ablated = ioi.ablated_logit_diff(model, ds, [(layer, head)]).mean()
+    assert hs["dla"][layer, head] < 0.1 * ioi_analysis.logit_diff(model, ds).mean()
+    clean = ioi_analysis.logit_diff(model, ds).mean()
+    ablated = ioi_analysis.ablated_logit_diff(model, ds, [(layer, head)]).mean()
     assert ablated < 0.5 * clean
 
 
 def test_name_mover_prefers_io_because_of_s_inhibition(model, heads):
     ds, hs = heads
     nm = ioi.SHIPPED_CIRCUIT["name_mover"]
-    clean = ioi.attention_under_ablation(model, ds, [], nm)
-    ablated = ioi.attention_under_ablation(model, ds, ioi.SHIPPED_CIRCUIT["s_inhibition"], nm)
+    clean = ioi_analysis.attention_under_ablation(model, ds, [], nm)
+    ablated = ioi_analysis.attention_under_ablation(model, ds, ioi.SHIPPED_CIRCUIT["s_inhibition"], nm)
     assert clean["io"] - clean["s1"] > 0.15
     assert abs(ablated["io"] - ablated["s1"]) < 0.05
 

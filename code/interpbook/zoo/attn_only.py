@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import json
 import math
-import time
+import tempfile
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,9 +25,9 @@ from jaxtyping import Int
 from torch import Tensor
 
 from interpbook.zoo import phenomena, text_data
-from interpbook.zoo.checkpoints import save_checkpoint
 from interpbook.zoo.native import build_native, hf_tokenizer, load_native_checkpoint
 from interpbook.zoo.registry import ModelSpec, register
+from interpbook.zoo.train import BestStep, Stopwatch, adamw, run_steps, training_run, write_checkpoint
 
 HUB_REPOS = {
     "attn-only-2l": "NeelNanda/Attn_Only_2L512W_C4_Code",
@@ -149,8 +150,8 @@ def _lr(step: int, total: int, base: float, warmup: int) -> float:
 @torch.no_grad()
 def evaluate(model: Any, val_tokens: Tensor) -> dict[str, Any]:
     """Scores the model selection and metrics.json use (fixed batches, so comparable)."""
-    ind = phenomena.induction_scores(model, seq_len=50, batch=8, seed=1234)
-    prev = phenomena.prev_token_scores(model, tokens=val_tokens[:8])
+    ind = phenomena.model_induction_scores(model, seq_len=50, batch=8, seed=1234)
+    prev = phenomena.model_prev_token_scores(model, tokens=val_tokens[:8])
     first, second = phenomena.per_half_loss(model, seq_len=50, batch=8, seed=1234)
     val_loss = phenomena.per_token_loss(model, val_tokens).mean().item()
     return {
@@ -177,20 +178,16 @@ def train(name: str, device: str | None = None, **overrides: Any) -> dict[str, A
     """Train ``name`` deterministically and save its checkpoint; returns the metrics."""
     r = replace(RECIPES[name], **overrides)
     device = device or "cpu"
-    torch.manual_seed(r.seed)
-    torch.use_deterministic_algorithms(True)
-    if device == "cpu":
-        # One thread: on a small shared CPU, two threads spend most of their time waiting for
-        # each other (measured 4-6x more CPU time per step), and results stay deterministic.
-        torch.set_num_threads(1)
+    # One thread on a CPU (see zoo/train.py); restored afterwards, as is the determinism flag.
+    with training_run(r.seed, threads=1 if device == "cpu" else None, deterministic=True):
+        return _train(name, r, device)
 
+
+def _train(name: str, r: Recipe, device: str) -> dict[str, Any]:
     tok_json = text_data.train_tokenizer()
     train_stream, val_stream = text_data.token_streams(tok_json)
     g_val = torch.Generator().manual_seed(999)
     val_tokens = _text_batch(val_stream, 16, r, g_val)
-
-    import tempfile
-    from pathlib import Path
 
     with tempfile.TemporaryDirectory() as tmp:
         tok_path = Path(tmp) / "tokenizer.json"
@@ -200,12 +197,12 @@ def train(name: str, device: str | None = None, **overrides: Any) -> dict[str, A
     model = build_native(config, tokenizer=tokenizer, device=device)
     _rescale_embeddings(model, r)
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=r.lr, betas=(0.9, 0.99), weight_decay=r.weight_decay)
+    opt = adamw(model.parameters(), lr=r.lr, betas=(0.9, 0.99), weight_decay=r.weight_decay)
     g = torch.Generator().manual_seed(r.seed + 1)
 
-    best: tuple[float, int, dict[str, Tensor], dict[str, Any]] | None = None
-    history = []
-    start = time.perf_counter()
+    best = BestStep()
+    history: list[dict[str, Any]] = []
+    clock = Stopwatch()
     total = r.synthetic_steps + r.text_steps
 
     def log_eval(step: int) -> dict[str, Any]:
@@ -213,45 +210,45 @@ def train(name: str, device: str | None = None, **overrides: Any) -> dict[str, A
         ev = evaluate(model, val_tokens)
         model.train()
         row = {k: round(v, 4) for k, v in ev.items() if isinstance(v, float)}
-        history.append({"step": step, "seconds": round(time.perf_counter() - start, 1), **row})
+        history.append({"step": step, "seconds": round(clock.seconds(), 1), **row})
         print(json.dumps(history[-1]), flush=True)
         return ev
 
-    # Phase 1: repeated random tokens only, small fast steps (constant lr after warm-up).
-    for step in range(r.synthetic_steps):
-        if step % (5 * r.eval_every) == 0:
-            log_eval(step)
-        for group in opt.param_groups:
-            group["lr"] = r.lr * min(1.0, (step + 1) / r.warmup)
-        rep, rep_mask = _repeat_batch(r.synthetic_batch, r, g)
-        loss = _masked_loss(model, rep.to(device), rep_mask.to(device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    # Phase 2: text + repeated tokens; keep the best step by the selection score.
-    for i in range(r.text_steps + 1):
-        step = r.synthetic_steps + i
+    def checkpoint(step: int) -> None:
+        if step < r.synthetic_steps:  # phase 1: progress only
+            if step % (5 * r.eval_every) == 0:
+                log_eval(step)
+            return
+        # Phase 2: keep the best step by the selection score (never the untrained-on-text one).
+        i = step - r.synthetic_steps
         if i % r.eval_every == 0 or i == r.text_steps:
             ev = log_eval(step)
-            score = _selection_score(ev, r.n_layers)
-            if i > 0 and (best is None or score > best[0]):
-                sd = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                best = (score, step, sd, ev)
-        if i == r.text_steps:
-            break
-        for group in opt.param_groups:
-            group["lr"] = _lr(i, r.text_steps, r.text_lr, r.warmup)
-        text = _text_batch(train_stream, r.batch, r, g).to(device)
-        rep, rep_mask = _repeat_batch(r.batch, r, g)
-        loss = F.cross_entropy(model(text)[:, :-1].reshape(-1, text_data.VOCAB_SIZE), text[:, 1:].reshape(-1))
-        loss = loss + _masked_loss(model, rep.to(device), rep_mask.to(device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    train_seconds = time.perf_counter() - start
+            if i > 0:
+                best.offer(_selection_score(ev, r.n_layers), step, model.state_dict(), ev)
 
-    assert best is not None
-    _, best_step, best_sd, ev = best
+    def lr_at(step: int) -> float:
+        # The exact float expressions of the shipped run (multiplication order matters).
+        if step < r.synthetic_steps:  # constant after warm-up
+            return r.lr * min(1.0, (step + 1) / r.warmup)
+        return _lr(step - r.synthetic_steps, r.text_steps, r.text_lr, r.warmup)
+
+    def train_step(step: int) -> None:
+        if step < r.synthetic_steps:  # phase 1: repeated random tokens only, small fast steps
+            rep, rep_mask = _repeat_batch(r.synthetic_batch, r, g)
+            loss = _masked_loss(model, rep.to(device), rep_mask.to(device))
+        else:  # phase 2: text + repeated tokens
+            text = _text_batch(train_stream, r.batch, r, g).to(device)
+            rep, rep_mask = _repeat_batch(r.batch, r, g)
+            loss = F.cross_entropy(
+                model(text)[:, :-1].reshape(-1, text_data.VOCAB_SIZE), text[:, 1:].reshape(-1)
+            )
+            loss = loss + _masked_loss(model, rep.to(device), rep_mask.to(device))
+        loss.backward()
+
+    train_seconds = run_steps(opt, total, train_step, lr_at=lr_at, checkpoint=checkpoint, clock=clock)
+
+    assert best.state is not None and best.step is not None
+    best_sd, best_step, ev = best.state, best.step, best.info
     model.load_state_dict(best_sd)
     model.eval()
     ind, prev = ev["induction_scores"], ev["prev_token_scores"]
@@ -275,7 +272,7 @@ def train(name: str, device: str | None = None, **overrides: Any) -> dict[str, A
         "english_word_fraction": [round(phenomena.english_word_fraction(s), 3) for s in samples],
         "history": history,
     }
-    save_checkpoint(name, best_sd, config, metrics, tokenizer_json=tok_json)
+    write_checkpoint(name, best_sd, config, metrics, tokenizer_json=tok_json)
     return metrics
 
 

@@ -23,20 +23,19 @@ Regenerate it with ``interpbook train brackets-classifier``.
 
 from __future__ import annotations
 
-import copy
 import math
 import platform
-import time
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from interpbook.datasets import brackets as data
-from interpbook.zoo import checkpoints
 from interpbook.zoo.native import build_native, load_native_checkpoint
 from interpbook.zoo.registry import ModelSpec, register
+from interpbook.zoo.train import BestStep, Stopwatch, adamw, run_steps, training_run, write_checkpoint
 
 NAME = "brackets-classifier"
 
@@ -59,23 +58,37 @@ CONFIG: dict[str, Any] = {
     "seed": 0,
 }
 
-# The training recipe. `interpbook train brackets-classifier` runs exactly this.
-RECIPE: dict[str, Any] = {
-    "steps": 3000,
-    "batch_size": 128,
-    "length_chunks": 2,  # forward each batch in 2 length-sorted chunks
-    "lr": 2e-3,
-    "min_lr_fraction": 0.05,  # cosine decay to 5 % of lr
-    "warmup_steps": 100,
-    "weight_decay": 0.01,
-    "betas": (0.9, 0.98),
-    "grad_clip": 1.0,
-    "eval_every": 100,
-    "validation_per_class": 1000,
-    "test_per_class": 1000,
-    "train_seed": data.TRAIN_SEED,
-    "threads": 1,
-}
+
+@dataclass(frozen=True)
+class Recipe:
+    """The training recipe. `interpbook train brackets-classifier` runs exactly this."""
+
+    steps: int = 3000
+    batch_size: int = 128
+    length_chunks: int = 2  # forward each batch in 2 length-sorted chunks
+    lr: float = 2e-3
+    min_lr_fraction: float = 0.05  # cosine decay to 5 % of lr
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.98)
+    grad_clip: float = 1.0
+    eval_every: int = 100
+    validation_per_class: int = 1000
+    test_per_class: int = 1000
+    train_seed: int = data.TRAIN_SEED
+    threads: int = 1
+
+    def lr_at(self, step: int) -> float:
+        """Linear warm-up, then cosine decay to ``min_lr_fraction`` (0-based optimiser steps)."""
+        if step < self.warmup_steps:
+            factor = (step + 1) / self.warmup_steps
+        else:
+            progress = (step - self.warmup_steps) / max(1, self.steps - self.warmup_steps)
+            factor = self.min_lr_fraction + (1 - self.min_lr_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
+        return self.lr * factor  # base * factor, as torch's LambdaLR computed it
+
+
+RECIPE = Recipe()
 
 
 def load(device: str | torch.device = "cpu"):
@@ -141,15 +154,7 @@ def evaluate(model: torch.nn.Module, dataset: data.BracketData) -> dict[str, Any
 
 
 # --- training ------------------------------------------------------------------------------
-def _lr_factor(step: int, recipe: dict[str, Any]) -> float:
-    warm, total, floor = recipe["warmup_steps"], recipe["steps"], recipe["min_lr_fraction"]
-    if step < warm:
-        return (step + 1) / warm
-    progress = (step - warm) / max(1, total - warm)
-    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def train(name: str = NAME, device: str | None = None, steps: int | None = None) -> dict[str, Any]:
+def train(name: str = NAME, device: str | None = None, steps: int | None = None, **overrides: Any) -> dict[str, Any]:
     """Train from scratch, keep the step with the best validation score, ship it.
 
     The checkpoint chosen is the evaluated step with the highest *minimum* per-class
@@ -159,94 +164,83 @@ def train(name: str = NAME, device: str | None = None, steps: int | None = None)
     """
     if name != NAME:
         raise ValueError(f"This trainer only trains {NAME!r}, not {name!r}.")
-    recipe = dict(RECIPE)
     if steps is not None:
-        recipe["steps"] = steps
+        overrides["steps"] = steps
+    recipe = replace(RECIPE, **overrides)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    old_threads = torch.get_num_threads()
-    torch.set_num_threads(recipe["threads"])  # shared CPUs; also makes runs repeatable
-    try:
+    # Few threads on shared CPUs; also makes runs repeatable. Restored afterwards.
+    with training_run(recipe.train_seed, threads=recipe.threads):
         return _train(recipe, dev)
-    finally:
-        torch.set_num_threads(old_threads)
 
 
-def _train(recipe: dict[str, Any], dev: torch.device) -> dict[str, Any]:
-    torch.manual_seed(recipe["train_seed"])
+def _train(recipe: Recipe, dev: torch.device) -> dict[str, Any]:
     model = build_native(CONFIG, device=dev)
     # The bridge's wrapped native module: same parameters, without the per-call hook plumbing
     # (faster to train through; the saved state dict is the bridge's).
     net = model.original_model
     net.train()
-    opt = torch.optim.AdamW(
-        model.parameters(),
-        lr=recipe["lr"],
-        betas=tuple(recipe["betas"]),
-        weight_decay=recipe["weight_decay"],
-    )
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, recipe))
+    opt = adamw(model.parameters(), lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay)
 
-    val = data.validation_set(recipe["validation_per_class"])
-    test = data.test_set(recipe["test_per_class"])
+    val = data.validation_set(recipe.validation_per_class)
+    test = data.test_set(recipe.test_per_class)
     held_out = set(test.strings)
     seen_held_out: set[str] = set()
 
-    batches = data.training_batches(recipe["batch_size"], seed=recipe["train_seed"])
+    batches = data.training_batches(recipe.batch_size, seed=recipe.train_seed)
     curve: list[dict[str, Any]] = []
-    best: tuple[tuple[float, float], int, dict[str, torch.Tensor]] | None = None
-    running = 0.0
-    start = time.perf_counter()
-    for step in range(1, recipe["steps"] + 1):
+    best = BestStep()
+    running = [0.0]  # summed train loss since the last evaluation
+    clock = Stopwatch()
+
+    def step(s: int) -> None:
         batch = next(batches)
-        seen_held_out.update(s for s in batch.strings if s in held_out)
-        opt.zero_grad(set_to_none=True)
+        seen_held_out.update(x for x in batch.strings if x in held_out)
         # Length-sorted chunks waste less compute on padding; the summed chunk losses give
         # the gradient of the mean loss over the whole batch.
         order = sorted(range(len(batch)), key=lambda i: len(batch.strings[i]))
-        chunk = math.ceil(len(batch) / recipe["length_chunks"])
-        loss_sum = 0.0
+        chunk = math.ceil(len(batch) / recipe.length_chunks)
         for c in range(0, len(order), chunk):
             idx = order[c : c + chunk]
             tokens, mask = data.tokenize([batch.strings[i] for i in idx], pad_to=None)
             logits = net(tokens.to(dev), attention_mask=mask.to(dev))[:, data.CLS_POS]
             loss = F.cross_entropy(logits, batch.labels[idx].to(dev), reduction="sum") / len(batch)
             loss.backward()
-            loss_sum += loss.item()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), recipe["grad_clip"])
-        opt.step()
-        sched.step()
-        running += loss_sum
+            running[0] += loss.item()
 
-        if step % recipe["eval_every"] == 0 or step == recipe["steps"]:
-            net.eval()
-            ev = evaluate(net, val)
-            net.train()
-            n = recipe["eval_every"] if step % recipe["eval_every"] == 0 else step % recipe["eval_every"]
-            point = {
-                "step": step,
-                "seconds": round(time.perf_counter() - start, 1),
-                "train_loss": running / n,
-                "val_loss": ev["loss"],
-                "val_accuracy": ev["accuracy"],
-                "val_min_accuracy": ev["min_accuracy"],
-            }
-            running = 0.0
-            curve.append(point)
-            score = (ev["min_accuracy"], -ev["loss"])
-            if best is None or score > best[0]:
-                best = (score, step, copy.deepcopy(model.state_dict()))
-            worst = min(ev["accuracy"], key=ev["accuracy"].get)
-            print(
-                f"step {step:5d}  {point['seconds']:6.0f}s  train loss {point['train_loss']:.4f}  "
-                f"val loss {ev['loss']:.4f}  val min acc {ev['min_accuracy']:.4f} ({worst})",
-                flush=True,
-            )
-    seconds = time.perf_counter() - start
-    assert best is not None
-    _, best_step, best_state = best
+    def checkpoint(done: int) -> None:
+        if done == 0 or not (done % recipe.eval_every == 0 or done == recipe.steps):
+            return
+        net.eval()
+        ev = evaluate(net, val)
+        net.train()
+        n = recipe.eval_every if done % recipe.eval_every == 0 else done % recipe.eval_every
+        point = {
+            "step": done,
+            "seconds": round(clock.seconds(), 1),
+            "train_loss": running[0] / n,
+            "val_loss": ev["loss"],
+            "val_accuracy": ev["accuracy"],
+            "val_min_accuracy": ev["min_accuracy"],
+        }
+        running[0] = 0.0
+        curve.append(point)
+        best.offer((ev["min_accuracy"], -ev["loss"]), done, model.state_dict())
+        worst = min(ev["accuracy"], key=ev["accuracy"].get)
+        print(
+            f"step {done:5d}  {point['seconds']:6.0f}s  train loss {point['train_loss']:.4f}  "
+            f"val loss {ev['loss']:.4f}  val min acc {ev['min_accuracy']:.4f} ({worst})",
+            flush=True,
+        )
 
-    model.load_state_dict(best_state)
-    out = checkpoints.save_checkpoint(NAME, model.state_dict(), CONFIG, half=True)
+    seconds = run_steps(
+        opt, recipe.steps, step, lr_at=recipe.lr_at, grad_clip=recipe.grad_clip,
+        params=model.parameters(), checkpoint=checkpoint, clock=clock,
+    )
+    assert best.state is not None
+    best_step = best.step
+
+    model.load_state_dict(best.state)
+    out = write_checkpoint(NAME, model.state_dict(), CONFIG, half=True)
 
     # Measure what ships: reload the stored (half precision) weights.
     shipped = load_native_checkpoint(NAME, device=dev)
@@ -257,7 +251,7 @@ def _train(recipe: dict[str, Any], dev: torch.device) -> dict[str, Any]:
         "model": NAME,
         "n_parameters": sum(p.numel() for p in model.parameters()),
         "train_command": f"interpbook train {NAME}",
-        "recipe": recipe,
+        "recipe": asdict(recipe),
         "train_mix": data.TRAIN_MIX,
         "training_seconds": round(seconds, 1),
         "training_device": str(dev),
@@ -266,12 +260,12 @@ def _train(recipe: dict[str, Any], dev: torch.device) -> dict[str, Any]:
         "chosen_step": best_step,
         "selection_rule": "highest minimum per-class validation accuracy; ties: lower validation loss",
         "weights_dtype": "float16",
-        "validation": {"seed": data.VALIDATION_SEED, "n_per_class": recipe["validation_per_class"], **val_eval},
-        "test": {"seed": data.TEST_SEED, "n_per_class": recipe["test_per_class"], **test_eval},
-        "test_strings_seen_in_training": sum(s in seen_held_out for s in test.strings) / len(test),
+        "validation": {"seed": data.VALIDATION_SEED, "n_per_class": recipe.validation_per_class, **val_eval},
+        "test": {"seed": data.TEST_SEED, "n_per_class": recipe.test_per_class, **test_eval},
+        "test_strings_seen_in_training": sum(x in seen_held_out for x in test.strings) / len(test),
         "curve": curve,
     }
-    checkpoints.save_checkpoint(NAME, model.state_dict(), CONFIG, metrics=metrics, half=True)
+    write_checkpoint(NAME, model.state_dict(), CONFIG, metrics, half=True)
     print(
         f"chose step {best_step}; test accuracy per class "
         + ", ".join(f"{k} {v:.4f}" for k, v in test_eval["accuracy"].items())

@@ -2,8 +2,8 @@
 
 Everything a chapter needs sits here: the data set (all ``p * p`` pairs, with the deterministic
 train/test split the model was trained on), a real Fourier basis for ``Z_p``, the training
-recipe (``interpbook train modular-addition``), and loaders for the shipped final checkpoint,
-the snapshots taken during training and the training curves.
+recipe (:class:`Recipe`; ``interpbook train modular-addition``), and loaders for the shipped
+final checkpoint, the snapshots taken during training and the training curves.
 
 Sequences are three tokens ``a b =``: token ids ``0 .. p-1`` are the numbers, id ``p`` is ``=``.
 The model predicts ``(a + b) mod p`` at the last position; its unembedding has ``p`` outputs.
@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import json
 import math
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -31,6 +30,7 @@ import torch.nn.functional as F
 from interpbook.zoo import checkpoints
 from interpbook.zoo.native import build_native, load_native_checkpoint
 from interpbook.zoo.registry import ModelSpec, register
+from interpbook.zoo.train import Stopwatch, adamw, run_steps, training_run, write_checkpoint
 
 NAME = "modular-addition"
 P = 113
@@ -53,19 +53,32 @@ CONFIG: dict[str, Any] = {
     "seed": 0,
 }
 
-# Training recipe: full-batch AdamW with strong weight decay (the grokking setting).
-LR = 3e-3
-WEIGHT_DECAY = 1.0
-BETAS = (0.9, 0.98)
-WARMUP_EPOCHS = 10
-EPOCHS = 6000
-LOG_EVERY = 10  # curves.json: one point every LOG_EVERY epochs
-# Snapshots shipped in snapshots.safetensors (half precision): dense early (memorisation),
-# steady through circuit formation and cleanup.
-SNAPSHOT_EPOCHS: tuple[int, ...] = (
-    0, 50, 100, 200, 400, 600, 800, 1000, 1250, 1500, 1750, 2000, 2250, 2500,
-    2750, 3000, 3250, 3500, 4000, 4500, 5000, 6000,
-)
+
+@dataclass(frozen=True)
+class Recipe:
+    """Full-batch AdamW with strong weight decay (the grokking setting)."""
+
+    lr: float = 3e-3
+    weight_decay: float = 1.0
+    betas: tuple[float, float] = (0.9, 0.98)
+    warmup_epochs: int = 10
+    epochs: int = 6000
+    log_every: int = 10  # curves.json: one point every log_every epochs
+    # Snapshots shipped in snapshots.safetensors (half precision): dense early (memorisation),
+    # steady through circuit formation and cleanup.
+    snapshot_epochs: tuple[int, ...] = (
+        0, 50, 100, 200, 400, 600, 800, 1000, 1250, 1500, 1750, 2000, 2250, 2500,
+        2750, 3000, 3250, 3500, 4000, 4500, 5000, 6000,
+    )
+    seed: int = CONFIG["seed"]  # model initialisation (the split has its own DATA_SEED)
+    threads: int = 1  # on a CPU: the book's CI runners and our training box are shared
+
+    def lr_at(self, epoch: int) -> float:
+        return self.lr * min(1.0, (epoch + 1) / self.warmup_epochs)  # base * factor, as LambdaLR
+
+
+RECIPE = Recipe()
+SNAPSHOT_EPOCHS = RECIPE.snapshot_epochs
 
 
 # --------------------------------------------------------------------------- data
@@ -236,21 +249,27 @@ def _first_epoch(epochs: list[int], values: list[float], threshold: float) -> in
     return None
 
 
-def train(name: str = NAME, device: str | None = None, epochs: int = EPOCHS) -> dict[str, Any]:
+def train(
+    name: str = NAME, device: str | None = None, epochs: int | None = None, **overrides: Any
+) -> dict[str, Any]:
     """Train the grokking model from scratch and write its checkpoint folder.
 
     Deterministic on CPU (seeded init, fixed split, full batch). Writes ``model.safetensors``,
     ``config.json``, ``metrics.json``, ``curves.json`` and ``snapshots.safetensors``.
+    ``epochs`` and ``overrides`` replace :class:`Recipe` fields.
     """
-    from safetensors.torch import save_file
-
+    if epochs is not None:
+        overrides["epochs"] = epochs
+    r = replace(RECIPE, **overrides)
     device = device or "cpu"
-    threads_before = torch.get_num_threads()
-    deterministic_before = torch.are_deterministic_algorithms_enabled()
-    torch.manual_seed(CONFIG["seed"])
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    if device == "cpu":
-        torch.set_num_threads(1)  # the book's CI runners and our training box are shared
+    with training_run(
+        r.seed, threads=r.threads if device == "cpu" else None, deterministic=True, warn_only=True
+    ):
+        return _train(name, r, device)
+
+
+def _train(name: str, r: Recipe, device: str) -> dict[str, Any]:
+    from safetensors.torch import save_file
 
     data = dataset()
     model = build_native(CONFIG, device=device)
@@ -259,15 +278,17 @@ def train(name: str = NAME, device: str | None = None, epochs: int = EPOCHS) -> 
     params = {k: v.clone() for k, v in state.items() if k != "unembed.bias"}  # bias: zero buffer
     for v in params.values():
         v.requires_grad_(True)
-    opt = torch.optim.AdamW(params.values(), lr=LR, weight_decay=WEIGHT_DECAY, betas=BETAS)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / WARMUP_EPOCHS))
+    opt = adamw(params.values(), lr=r.lr, weight_decay=r.weight_decay, betas=r.betas)
 
     train_x, train_y = data.train_tokens.to(device), data.train_labels.to(device)
     test_x, test_y = data.test_tokens.to(device), data.test_labels.to(device)
     curves: dict[str, list] = {k: [] for k in ("epoch", "train_loss", "test_loss", "train_acc", "test_acc")}
     snapshots: dict[str, torch.Tensor] = {}
+    clock = Stopwatch()
 
     def log(epoch: int) -> None:
+        if not (epoch % r.log_every == 0 or epoch in r.snapshot_epochs):
+            return
         with torch.no_grad():
             for split, x, y in (("train", train_x, train_y), ("test", test_x, test_y)):
                 logits = last_position_logits(params, x, CONFIG).double()
@@ -275,30 +296,24 @@ def train(name: str = NAME, device: str | None = None, epochs: int = EPOCHS) -> 
                 curves[f"{split}_loss"].append(float(f"{loss:.5g}"))  # 5 significant digits
                 curves[f"{split}_acc"].append(round(float((logits.argmax(-1) == y).float().mean()), 6))
         curves["epoch"].append(epoch)
-        if epoch in SNAPSHOT_EPOCHS:
+        if epoch in r.snapshot_epochs:
             for k, v in params.items():
                 snapshots[f"{epoch:05d}/{k}"] = v.detach().to("cpu", torch.float16).clone()
+        if epoch % 500 == 0:
+            print(
+                f"epoch {epoch:5d}  train loss {curves['train_loss'][-1]:.3g} acc {curves['train_acc'][-1]:.3f}"
+                f"  test loss {curves['test_loss'][-1]:.3g} acc {curves['test_acc'][-1]:.4f}"
+                f"  {clock.seconds():.0f} s",
+                flush=True,
+            )
 
-    start = time.perf_counter()
-    for epoch in range(epochs + 1):
-        if epoch % LOG_EVERY == 0 or epoch in SNAPSHOT_EPOCHS:
-            log(epoch)
-            if epoch % 500 == 0:
-                print(
-                    f"epoch {epoch:5d}  train loss {curves['train_loss'][-1]:.3g} acc {curves['train_acc'][-1]:.3f}"
-                    f"  test loss {curves['test_loss'][-1]:.3g} acc {curves['test_acc'][-1]:.4f}"
-                    f"  {time.perf_counter() - start:.0f} s",
-                    flush=True,
-                )
-        if epoch == epochs:
-            break
+    def step(epoch: int) -> None:
         logits = last_position_logits(params, train_x, CONFIG)
+        # The loss in float64: late in grokking it is tiny, and float32 rounding would decide it.
         loss = F.cross_entropy(logits.double(), train_y)
-        opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
-        sched.step()
-    train_seconds = time.perf_counter() - start
+
+    train_seconds = run_steps(opt, r.epochs, step, lr_at=r.lr_at, checkpoint=log, clock=clock)
 
     # The booted model must compute what the trainer computed.
     final = {k: v.detach() for k, v in params.items()}
@@ -320,10 +335,10 @@ def train(name: str = NAME, device: str | None = None, epochs: int = EPOCHS) -> 
         "train_fraction": TRAIN_FRACTION,
         "n_train": len(data.train_indices),
         "n_test": len(data.test_indices),
-        "epochs": epochs,
-        "lr": LR,
-        "weight_decay": WEIGHT_DECAY,
-        "betas": list(BETAS),
+        "epochs": r.epochs,
+        "lr": r.lr,
+        "weight_decay": r.weight_decay,
+        "betas": list(r.betas),
         "train_loss": train_m["loss"],
         "train_accuracy": train_m["accuracy"],
         "test_loss": test_m["loss"],
@@ -338,12 +353,10 @@ def train(name: str = NAME, device: str | None = None, epochs: int = EPOCHS) -> 
         "torch_threads": torch.get_num_threads() if device == "cpu" else None,
         "bridge_max_logit_diff": max_diff,
     }
-    out = checkpoints.save_checkpoint(name, model.state_dict(), CONFIG, metrics)
+    out = write_checkpoint(name, model.state_dict(), CONFIG, metrics)
     (out / "curves.json").write_text(json.dumps(curves, separators=(",", ":")) + "\n")
-    save_file(snapshots, out / "snapshots.safetensors", metadata={"epochs": json.dumps(list(SNAPSHOT_EPOCHS))})
+    save_file(snapshots, out / "snapshots.safetensors", metadata={"epochs": json.dumps(list(r.snapshot_epochs))})
     print(json.dumps(metrics, indent=2))
-    torch.set_num_threads(threads_before)
-    torch.use_deterministic_algorithms(deterministic_before)
     return metrics
 
 

@@ -44,7 +44,7 @@ def _patterns(model: Any, tokens: Tensor) -> list[Float[Tensor, "batch head q k"
     return [cache[n].float().cpu() for n in names]
 
 
-def induction_scores(
+def model_induction_scores(
     model: Any, seq_len: int = 50, batch: int = 8, seed: int = 0
 ) -> Float[Tensor, "n_layers n_heads"]:
     """Mean attention from each token of the second repeat to the token right after its
@@ -66,7 +66,7 @@ def prev_token_by_query(
     return torch.stack([p[:, :, q, q - 1].mean(dim=0) for p in _patterns(model, tokens)])
 
 
-def prev_token_scores(
+def model_prev_token_scores(
     model: Any, tokens: Int[Tensor, "batch pos"] | None = None, text: str | None = None
 ) -> Float[Tensor, "n_layers n_heads"]:
     """Mean attention from each token to the one just before it (see ``prev_token_by_query``).
