@@ -198,7 +198,9 @@ def _builder_inited(app: Sphinx) -> None:
 
 def _page_context(app: Sphinx, pagename, templatename, context, doctree) -> None:
     if "Plotly.newPlot" in context.get("body", ""):
-        app.add_js_file("plotly.min.js", priority=100)  # lands in context["script_files"]
+        # Deferred: it no longer blocks the first paint; figures draw on DOMContentLoaded
+        # (see interpbook.plotting). Lands in context["script_files"].
+        app.add_js_file("plotly.min.js", priority=100, loading_method="defer")
     # Jupyter Book 1.0 registers sphinx-thebe twice; a repeated `const THEBE_JS_URL` script is a
     # console error on every page. Keep the first copy of each script, in place.
     seen, unique = set(), []
