@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from _book import REPO, SITE, chapter_pages
+from _book import REPO, SITE, chapter_pages, notebook_pages
 
 from interpbook_build.config import repo_url
 from interpbook_build.exercises import ExerciseFormatError, page_exercises
@@ -168,3 +168,21 @@ def test_built_setup_cell_pins_a_commit(page):
         pytest.fail(f"the build did not produce {path}")
     setup = "".join(json.loads(path.read_text())["cells"][0]["source"])
     assert re.search(rf"git\+{re.escape(repo_url(REPO))}\.git@[0-9a-f]{{40}}#subdirectory=code", setup), setup
+
+
+# --- the measured compute badge ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("page", notebook_pages(), ids=[p.stem for p in notebook_pages()])
+def test_every_executed_page_shows_its_measured_compute(page):
+    from jupyter_cache import get_cache
+
+    html = (SITE / page.relative_to(REPO).with_suffix(".html")).read_text(encoding="utf-8")
+    m = re.search(r'class="compute-badge"[^>]*>.*?Runs in (\d+) s on (a \d+-core CPU|an .+? GPU)</span>', html)
+    assert m, f"{page.name}: no compute badge under the title"
+    # The number is the build's own timing: the execution cache's record for this page.
+    records = [r for r in get_cache(str(REPO / "_build" / ".jupyter_cache")).list_cache_records()
+               if r.uri == str(page.resolve())]
+    assert records, f"{page.name}: no execution record in the cache"
+    seconds = max(records, key=lambda r: r.created).data["execution_seconds"]
+    assert int(m.group(1)) == max(1, round(seconds)), (m.group(1), seconds)

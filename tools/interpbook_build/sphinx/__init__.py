@@ -6,6 +6,7 @@ Enable with ``extensions: [interpbook_build.sphinx]`` in ``_config.yml``.
 
 from __future__ import annotations
 
+import html
 import os
 import shutil
 from pathlib import Path
@@ -133,29 +134,65 @@ def _colab_url(app: Sphinx, rel_notebook: str) -> str:
     return f"https://colab.research.google.com/github/{repo}/blob/{branch}/{quote(rel_notebook)}"
 
 
+# Drawn, not a font glyph: the stopwatch character is missing from many fonts.
+_STOPWATCH = ('<svg class="compute-icon" width="14" height="14" viewBox="0 0 16 16" aria-hidden="true">'
+              '<circle cx="8" cy="9.5" r="5.5" fill="none" stroke="currentColor" stroke-width="1.5"/>'
+              '<path d="M8 9.5V6.5M6 2.5h4M8 2.5v1.5" fill="none" stroke="currentColor" stroke-width="1.5"/></svg>')
+
+
+def build_hardware() -> str:
+    """The machine this build executes pages on, in words: a GPU's name, or "a 2-core CPU"."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return f"an {torch.cuda.get_device_name(0)} GPU"
+    except ImportError:  # pragma: no cover - torch is a dependency of the book
+        pass
+    return f"a {os.cpu_count()}-core CPU"
+
+
+def compute_text(runtime: float, hardware: str) -> str:
+    """The compute badge's words, e.g. "Runs in 11 s on a 2-core CPU"."""
+    return f"Runs in {max(1, round(runtime))} s on {hardware}"
+
+
 class ChapterHeader(SphinxPostTransform):
-    """Colab badge and notebook downloads under the title of every chapter page."""
+    """Under the title of every executed page: the measured compute badge (this build's
+    execution time of the page, from the execution cache's record, and the hardware); on
+    chapter pages also the Colab badge and the notebook downloads."""
 
     default_priority = 160
     formats = ("html",)
 
     def run(self, **kwargs):
         app, docname = self.app, self.env.docname
-        if not _is_chapter_page(app, docname):
+        if not _is_notebook_page(app, docname):
             return
-        ex_rel, sol_rel = notebook_names(docname)
-        depth = docname.count("/")
-        up = "../" * depth
-        badge = f"{up}_static/open-in-colab.svg"
-        html = (
-            '<div class="chapter-notebooks">'
-            f'<a class="colab-badge" href="{_colab_url(app, ex_rel)}" target="_blank" rel="noopener">'
-            f'<img src="{badge}" alt="Open the exercise notebook in Colab" width="117" height="20"></a>'
-            f' <a class="notebook-download" href="{up}{ex_rel}" download>Download exercises (.ipynb)</a>'
-            f' · <a class="notebook-download" href="{up}{sol_rel}" download>Download solutions (.ipynb)</a>'
-            "</div>"
-        )
-        raw = nodes.raw("", html, format="html")
+        parts = []
+        if _is_chapter_page(app, docname):
+            ex_rel, sol_rel = notebook_names(docname)
+            up = "../" * docname.count("/")
+            badge = f"{up}_static/open-in-colab.svg"
+            parts += [
+                f'<a class="colab-badge" href="{_colab_url(app, ex_rel)}" target="_blank" rel="noopener">'
+                f'<img src="{badge}" alt="Open the exercise notebook in Colab" width="117" height="20"></a>',
+                f'<a class="notebook-download" href="{up}{ex_rel}" download>Download exercises (.ipynb)</a>'
+                f' · <a class="notebook-download" href="{up}{sol_rel}" download>Download solutions (.ipynb)</a>',
+            ]
+        from myst_nb.sphinx_ import NbMetadataCollector
+
+        data = NbMetadataCollector.get_exec_data(self.env, docname) or {}
+        runtime = data.get("runtime")
+        if runtime is not None:
+            if not hasattr(app, "_interpbook_hardware"):
+                app._interpbook_hardware = build_hardware()
+            text = compute_text(float(runtime), app._interpbook_hardware)
+            parts.append(f'<span class="compute-badge" title="Execution time of this page\'s code when '
+                         f'the site was built">{_STOPWATCH} {html.escape(text)}</span>')
+        if not parts:
+            return
+        raw = nodes.raw("", '<div class="chapter-notebooks">' + " ".join(parts) + "</div>", format="html")
         section = next(self.document.findall(nodes.section), None)
         if section is None:
             return
@@ -250,12 +287,31 @@ def _is_notebook_page(app: Sphinx, docname: str) -> bool:
     return path.exists() and "kernelspec:" in path.read_text().split("\n---", 1)[0]
 
 
+def _tools_fingerprint() -> str:
+    """Hash of this build package's Python files: when the extension changes, every page is
+    re-read (re-rendered) — from the execution cache, so nothing re-executes."""
+    import hashlib
+
+    root = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(f.relative_to(root).as_posix().encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def _env_get_outdated(app: Sphinx, env, added, changed, removed) -> list[str]:
-    """Sphinx re-reads only pages whose source changed; when the package (a checkpoint, a
-    check, a plot helper) changed, every executed page is out of date too."""
+    """Sphinx re-reads only pages whose source changed. When the learner's package (a
+    checkpoint, a check, a plot helper) changed, every executed page is out of date (and, its
+    cache key having changed, re-executes); when the build tooling changed, every page is
+    re-read and re-rendered from the execution cache."""
     app._interpbook_fingerprint = _package_fingerprint()
     old = getattr(env, "interpbook_fingerprint", None)
     env.interpbook_fingerprint = app._interpbook_fingerprint
+    tools, old_tools = _tools_fingerprint(), getattr(env, "interpbook_tools_fingerprint", None)
+    env.interpbook_tools_fingerprint = tools
+    if old_tools != tools:
+        return sorted(env.found_docs)
     if old is None or old == app._interpbook_fingerprint:
         return []
     return [d for d in env.found_docs if _is_notebook_page(app, d)]
