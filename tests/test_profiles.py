@@ -46,3 +46,13 @@ def test_full_profile_uses_the_real_hub_loader_and_fails_clearly_offline(monkeyp
     with pytest.raises(HubLoadError, match=r"hub model 'attn-only-2l'.*full.*network"):
         load_model("attn-only-2l", device="cpu", profile="full")
     assert time.perf_counter() - start < 20
+
+
+def test_shipped_loads_the_book_checkpoint_under_full(monkeypatch):
+    # Model cards and pages with book-specific data run on the shipped model under `full` too.
+    from interpbook.zoo.registry import model_source
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model = load_model("ioi-toy", device="cpu", profile="full", shipped=True)
+    assert model.cfg.d_vocab < 1000  # the word-level toy vocabulary, not GPT-2's
+    assert model_source("ioi-toy", "default") == "book-trained checkpoint `ioi-toy`"

@@ -77,10 +77,17 @@ def spec(name: str) -> ModelSpec:
     return _SPECS[name]
 
 
-def load_model(name: str, device: str | None = None, profile: str | None = None) -> torch.nn.Module:
-    """Load model ``name`` for the active profile (or ``profile``), in eval mode on ``device``."""
+def load_model(name: str, device: str | None = None, profile: str | None = None,
+               shipped: bool = False) -> torch.nn.Module:
+    """Load model ``name`` for the active profile (or ``profile``), in eval mode on ``device``.
+
+    ``shipped=True`` loads the book-trained checkpoint under every profile: for pages whose
+    data only that model reads (its own tokenizer, a book-specific task) and for the model
+    cards, which describe the shipped file."""
     s = spec(name)
     prof = validate_profile(profile, "the profile argument") if profile is not None else current_profile()
+    if shipped:
+        prof = "default"
     dev = device or default_device()
     if prof == "full" and s.load_full is not None:
         try:
