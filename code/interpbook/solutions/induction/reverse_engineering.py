@@ -37,7 +37,7 @@ def top_1_copy_accuracy(full_ov: FactoredMatrix,
     for start in range(0, n_rows, batch_size):
         # [batch, d_vocab]: only these rows are multiplied out
         rows = full_ov[start : start + batch_size].AB
-        targets = torch.arange(start, start + rows.shape[0])
+        targets = torch.arange(start, start + rows.shape[0], device=rows.device)
         hits += int((rows.argmax(dim=-1) == targets).sum())
     return hits / n_rows
 
@@ -52,7 +52,7 @@ def pos_attention_pattern(
     keys = W_pos @ W_K
     scores = queries @ keys.T / math.sqrt(W_Q.shape[-1])
     n_ctx = W_pos.shape[0]
-    ones = torch.ones(n_ctx, n_ctx, dtype=torch.bool)
+    ones = torch.ones(n_ctx, n_ctx, dtype=torch.bool, device=W_pos.device)
     future = torch.triu(ones, diagonal=1)  # key after query
     return scores.masked_fill(future, float("-inf")).softmax(dim=-1)
 
