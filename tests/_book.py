@@ -33,20 +33,17 @@ def chapter_pages() -> list[Path]:
 
 def section_pages() -> list[Path]:
     """Section pages of the chapters (``book/chapters/<chapter>/<NN>-<section>.md`` in the toc)."""
-    import re
+    from interpbook_build.sections import is_section_page
 
-    return [REPO / f"{p}.md" for p in toc_pages()
-            if p.startswith("book/chapters/") and re.match(r"^\d{2}-", Path(p).name)]
+    return [REPO / f"{p}.md" for p in toc_pages() if p.startswith("book/chapters/") and is_section_page(f"{p}.md")]
 
 
 def notebook_pages() -> list[Path]:
     """Every page in the toc that is executed (a notebook: jupytext front matter)."""
-    out = []
-    for p in toc_pages():
-        path = REPO / f"{p}.md"
-        if "kernelspec:" in path.read_text(encoding="utf-8").split("\n---", 1)[0]:
-            out.append(path)
-    return out
+    from interpbook_build.toc import is_notebook_text
+
+    pages = [REPO / f"{p}.md" for p in toc_pages()]
+    return [p for p in pages if is_notebook_text(p.read_text(encoding="utf-8"))]
 
 
 @dataclass

@@ -8,6 +8,7 @@ Colab has a kernel); everything else must come from `interpbook`'s declared depe
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -35,12 +36,15 @@ def test_fresh_venv_with_only_the_package_runs_a_solution_notebook(tmp_path):
     start = time.perf_counter()
     run(sys.executable, "-m", "venv", str(venv))
     run(str(py), "-m", "pip", "install", "-q", TORCH)
-    run(str(py), "-m", "pip", "install", "-q", str(REPO / "code"), "ipykernel", "nbclient")
+    # Install from a copy: pip builds in the source folder, and the checkout stays as it was.
+    code = shutil.copytree(REPO / "code", tmp_path / "code", ignore=shutil.ignore_patterns(
+        "build", "*.egg-info", "__pycache__"))
+    run(str(py), "-m", "pip", "install", "-q", str(code), "ipykernel", "nbclient")
     installed = run(str(py), "-m", "pip", "list", "--format=freeze").lower()
     for absent in ("interpbook-build", "jupyter-book", "sphinx", "jupytext", "myst-nb"):
         assert f"{absent}==" not in installed, f"the learner's install pulled in {absent}"
     install_s = time.perf_counter() - start
-    code = (
+    script = (
         "import nbformat, sys\n"
         "from nbclient import NotebookClient\n"
         f"nb = nbformat.read({str(notebook)!r}, as_version=4)\n"
@@ -48,6 +52,6 @@ def test_fresh_venv_with_only_the_package_runs_a_solution_notebook(tmp_path):
         "NotebookClient(nb, timeout=600, kernel_name='python3').execute()\n"
         "print(nb.cells[0].outputs[0]['text'].strip())\n"
     )
-    out = run(str(py), "-c", code)
+    out = run(str(py), "-c", script)
     assert out.strip().splitlines()[-1] == str(venv), f"the notebook ran in another Python: {out}"
     print(f"fresh venv: install {install_s:.0f} s, notebook {time.perf_counter() - start - install_s:.0f} s")

@@ -31,11 +31,10 @@ def model_origin(name: str) -> str:
     profile, e.g. "a model this book trained in 18 minutes on one CPU core". Pages call this
     instead of branching on the profile themselves."""
     from interpbook.zoo.checkpoints import load_metrics
-    from interpbook.zoo.registry import spec
+    from interpbook.zoo.registry import spec, uses_hub
 
-    s = spec(name)
-    if current_profile() == "full" and s.load_full is not None:
-        return f"the hub model `{s.hub_name}`"
+    if uses_hub(name):
+        return f"the hub model `{spec(name).hub_name}`"
     metrics = load_metrics(name)
     seconds = metrics.get("train_seconds", metrics.get("training_seconds"))
     device = str(metrics.get("device", metrics.get("training_device", "cpu")))

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import ast
 import builtins
-import re
 import symtable
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from interpbook_build.exercises import cell_tags, page_exercises, strip_markers
-from interpbook_build.sections import Section, section_of
+from interpbook_build.sections import Section, is_section_page, section_of
 
 HEADER = '''"""Solutions of {page}.
 
@@ -29,9 +28,6 @@ not edit: edit the page and run the command again.
 '''
 FIRST_PARTY = ("interpbook",)
 LINE_LENGTH = 120
-
-
-_PAGE_NAME = re.compile(r"^\d{2}-.+\.md$")  # section pages; a chapter's index.md has no solutions
 
 
 class ExportError(ValueError):
@@ -197,7 +193,7 @@ def export_all(repo_root: Path, check: bool = False) -> list[str]:
     package = repo_root / "code" / "interpbook"
     wanted: dict[Path, str] = {}
     for page in sorted((repo_root / "book" / "chapters").rglob("*.md")):
-        if not _PAGE_NAME.match(page.name):
+        if not is_section_page(page):
             continue  # a chapter's index page
         rendered = render(page, repo_root)
         if rendered is None:

@@ -47,6 +47,13 @@ class Section:
         return package_root / kind / self.chapter / f"{self.name}.py"
 
 
+def is_section_page(page: str | Path) -> bool:
+    """Whether ``page`` is a section page (its name starts with a number, ``<NN>-``) rather than
+    a chapter's index. Loose on purpose: :func:`section_of` then says what is wrong with a
+    badly named one."""
+    return Path(page).suffix == ".md" and bool(re.match(r"\d{2}-", Path(page).stem))
+
+
 def section_of(page: str | Path, repo_root: str | Path | None = None) -> Section:
     """The section a chapter page belongs to; a page named otherwise is an error that says how
     to name it."""

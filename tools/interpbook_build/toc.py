@@ -1,5 +1,5 @@
-"""The pages listed in the book's ``_toc.yml``: one reader for the catalog, the build and the
-tests."""
+"""The book's pages: those listed in ``_toc.yml`` and which of them are notebooks. One reader
+for the catalog, the build and the tests."""
 
 from __future__ import annotations
 
@@ -36,3 +36,10 @@ def toc_entries(toc_path: str | Path) -> list[str]:
 
     walk(data)
     return found
+
+
+def is_notebook_text(text: str) -> bool:
+    """Whether a page's MyST text is a notebook (jupytext front matter with a kernelspec): only
+    those pages are executed."""
+    front = text.split("\n---", 1)[0] if text.startswith("---") else ""
+    return "kernelspec:" in front

@@ -89,7 +89,7 @@ def load_model(name: str, device: str | None = None, profile: str | None = None,
     if shipped:
         prof = "default"
     dev = device or default_device()
-    if prof == "full" and s.load_full is not None:
+    if uses_hub(name, prof):
         try:
             model = s.load_full(dev)
         except Exception as e:  # hub, network and cache errors come in many types
@@ -108,10 +108,14 @@ def load_model(name: str, device: str | None = None, profile: str | None = None,
     return model
 
 
+def uses_hub(name: str, profile: str | None = None) -> bool:
+    """Whether ``load_model(name)`` loads a hub stand-in under ``profile`` (default: the active
+    one): only under `full`, and only for models that have one."""
+    return (profile or current_profile()) == "full" and spec(name).load_full is not None
+
+
 def model_source(name: str, profile: str | None = None) -> str:
     """Where ``load_model(name)`` gets its weights under the active profile, for page footers."""
-    s = spec(name)
-    prof = profile or current_profile()
-    if prof == "full" and s.load_full is not None:
-        return f"{s.hub_name} (hub)"
+    if uses_hub(name, profile):
+        return f"{spec(name).hub_name} (hub)"
     return f"book-trained checkpoint `{name}`"

@@ -22,6 +22,7 @@ from sphinx.util.docutils import SphinxDirective
 from interpbook_build.config import build_commit
 from interpbook_build.exercises import EXERCISE_OPTIONS, ExerciseFormatError, make_stub, parse_exercise, strip_markers
 from interpbook_build.notebooks import notebook_names, rating, write_notebooks
+from interpbook_build.toc import is_notebook_text
 
 logger = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -268,36 +269,33 @@ def fingerprint_files() -> list[Path]:
                   if f.is_file() and "__pycache__" not in f.parts and f.suffix != ".pyc")
 
 
-def _package_fingerprint() -> str:
-    """Hash of the ``interpbook`` package. Part of every executed page's cache key, so a new
-    checkpoint or a changed check re-executes the pages, and a changed stylesheet, catalog or
-    build tool does not."""
+def _hash_files(root: Path, files: list[Path]) -> str:
     import hashlib
 
-    root = _runtime_package_dir()
     h = hashlib.sha256()
-    for f in fingerprint_files():
+    for f in files:
         h.update(f.relative_to(root).as_posix().encode())
         h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
 
+def _package_fingerprint() -> str:
+    """Hash of the ``interpbook`` package. Part of every executed page's cache key, so a new
+    checkpoint or a changed check re-executes the pages, and a changed stylesheet, catalog or
+    build tool does not."""
+    return _hash_files(_runtime_package_dir(), fingerprint_files())
+
+
 def _is_notebook_page(app: Sphinx, docname: str) -> bool:
     path = Path(app.srcdir) / f"{docname}.md"
-    return path.exists() and "kernelspec:" in path.read_text().split("\n---", 1)[0]
+    return path.exists() and is_notebook_text(path.read_text(encoding="utf-8"))
 
 
 def _tools_fingerprint() -> str:
     """Hash of this build package's Python files: when the extension changes, every page is
     re-read (re-rendered) — from the execution cache, so nothing re-executes."""
-    import hashlib
-
     root = Path(__file__).resolve().parent.parent
-    h = hashlib.sha256()
-    for f in sorted(root.rglob("*.py")):
-        h.update(f.relative_to(root).as_posix().encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()[:16]
+    return _hash_files(root, sorted(root.rglob("*.py")))
 
 
 def _env_get_outdated(app: Sphinx, env, added, changed, removed) -> list[str]:
@@ -319,8 +317,7 @@ def _env_get_outdated(app: Sphinx, env, added, changed, removed) -> list[str]:
 
 def _source_read(app: Sphinx, docname: str, source: list[str]) -> None:
     text = source[0]
-    front = text.split("\n---", 1)[0] if text.startswith("---") else ""
-    if "kernelspec:" not in front:  # only notebook pages are executed
+    if not is_notebook_text(text):  # only notebook pages are executed
         return
     if not hasattr(app, "_interpbook_fingerprint"):
         app._interpbook_fingerprint = _package_fingerprint()
