@@ -8,6 +8,8 @@ import math
 import pytest
 import torch
 
+from interpbook.datasets import modular_addition as mad
+from interpbook.solutions.grokking.fourier_embedding import fourier_basis
 from interpbook.zoo import checkpoints, load_model
 from interpbook.zoo import modular_addition as ma
 
@@ -30,25 +32,25 @@ def model():
 
 @pytest.fixture(scope="module")
 def data():
-    return ma.dataset()
+    return mad.dataset()
 
 
 def test_split_is_deterministic_and_disjoint(data):
-    again = ma.dataset()
+    again = mad.dataset()
     assert torch.equal(data.train_indices, again.train_indices)
-    n = ma.P * ma.P
-    assert len(data.train_indices) == int(ma.TRAIN_FRACTION * n)
+    n = mad.P * mad.P
+    assert len(data.train_indices) == int(mad.TRAIN_FRACTION * n)
     both = torch.cat([data.train_indices, data.test_indices])
     assert torch.equal(both.sort().values, torch.arange(n))
-    assert torch.equal(data.tokens[:, 2], torch.full((n,), ma.P))
+    assert torch.equal(data.tokens[:, 2], torch.full((n,), mad.P))
     a, b = data.tokens[:, 0], data.tokens[:, 1]
-    assert torch.equal(data.labels, (a + b) % ma.P)
+    assert torch.equal(data.labels, (a + b) % mad.P)
     assert int(data.train_mask.sum()) == len(data.train_indices)
 
 
 def test_architecture(model):
     cfg = model.cfg
-    assert (cfg.n_layers, cfg.d_vocab, cfg.d_vocab_out, cfg.n_ctx) == (1, ma.P + 1, ma.P, 3)
+    assert (cfg.n_layers, cfg.d_vocab, cfg.d_vocab_out, cfg.n_ctx) == (1, mad.P + 1, mad.P, 3)
     assert not cfg.attn_only and cfg.normalization_type is None and cfg.act_fn == "relu"
 
 
@@ -63,17 +65,17 @@ def test_final_accuracy(model, data):
 
 
 def test_fourier_basis_is_orthonormal():
-    basis, names = ma.fourier_basis(ma.P)
-    assert basis.shape == (ma.P, ma.P) and len(names) == ma.P
-    assert torch.allclose(basis @ basis.T, torch.eye(ma.P), atol=1e-5)
+    basis, names = fourier_basis(mad.P)
+    assert basis.shape == (mad.P, mad.P) and len(names) == mad.P
+    assert torch.allclose(basis @ basis.T, torch.eye(mad.P), atol=1e-5)
 
 
 def test_embedding_is_sparse_in_fourier_basis(model):
     norms = ma.embedding_fourier_norms(model)
-    assert norms.shape == ((ma.P + 1) // 2,)
-    total = float(model.W_E[: ma.P].detach().pow(2).sum())
+    assert norms.shape == ((mad.P + 1) // 2,)
+    total = float(model.W_E[: mad.P].detach().pow(2).sum())
     assert math.isclose(float(norms.pow(2).sum()), total, rel_tol=1e-4)
-    keys, share = ma.key_frequencies(model, share=0.8)
+    keys, share = ma.embedding_key_frequencies(model, share=0.8)
     assert len(keys) <= 10, keys
     assert share >= 0.8
     # the top 10 frequencies together carry most of the embedding
@@ -124,7 +126,7 @@ def test_booted_snapshot_matches_state_dict():
     epoch, sd = ma.load_snapshot_state_dicts()[-1]
     ((e2, snap_model),) = ma.load_snapshots(epochs=[epoch])
     assert e2 == epoch
-    tokens = ma.dataset().tokens[:500]
+    tokens = mad.dataset().tokens[:500]
     with torch.no_grad():
         ref = ma.last_position_logits(sd, tokens, ma.CONFIG)
         got = snap_model(tokens)[:, -1]

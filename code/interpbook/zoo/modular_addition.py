@@ -1,9 +1,11 @@
 """The grokking model: a one-layer transformer trained on modular addition, ``a + b mod p``.
 
-Everything a chapter needs sits here: the data set (all ``p * p`` pairs, with the deterministic
-train/test split the model was trained on), a real Fourier basis for ``Z_p``, the training
-recipe (:class:`Recipe`; ``interpbook train modular-addition``), and loaders for the shipped
-final checkpoint, the snapshots taken during training and the training curves.
+Here: the registration, the training recipe (:class:`Recipe`; ``interpbook train
+modular-addition``), the embedding's Fourier summary the trainer records, and loaders for the
+shipped final checkpoint, the snapshots taken during training and the training curves. The data
+(every pair, and the train/test split) is :mod:`interpbook.datasets.modular_addition`; the
+Fourier basis is the grokking chapter's exercise, imported from
+:mod:`interpbook.solutions.grokking.fourier_embedding`.
 
 Sequences are three tokens ``a b =``: token ids ``0 .. p-1`` are the numbers, id ``p`` is ``=``.
 The model predicts ``(a + b) mod p`` at the last position; its unembedding has ``p`` outputs.
@@ -27,15 +29,19 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from interpbook.datasets.modular_addition import TRAIN_FRACTION, P, dataset
+from interpbook.solutions.grokking.fourier_embedding import (
+    fourier_basis,
+    fourier_coefficients,
+    frequency_norms,
+    key_frequencies,
+)
 from interpbook.zoo import checkpoints
 from interpbook.zoo.native import build_native, load_native_checkpoint
 from interpbook.zoo.registry import ModelSpec, register
 from interpbook.zoo.train import Stopwatch, adamw, run_steps, training_run, write_checkpoint
 
 NAME = "modular-addition"
-P = 113
-TRAIN_FRACTION = 0.3
-DATA_SEED = 0
 
 CONFIG: dict[str, Any] = {
     "n_layers": 1,
@@ -81,117 +87,28 @@ RECIPE = Recipe()
 SNAPSHOT_EPOCHS = RECIPE.snapshot_epochs
 
 
-# --------------------------------------------------------------------------- data
-
-
-@dataclass(frozen=True)
-class ModularAdditionData:
-    """All ``p * p`` problems, in order ``a * p + b``, and the train/test split.
-
-    ``tokens[i] = [a, b, p]``, ``labels[i] = (a + b) % p``.
-    """
-
-    p: int
-    tokens: torch.Tensor  # [p*p, 3] int64
-    labels: torch.Tensor  # [p*p] int64
-    train_indices: torch.Tensor  # sorted indices into tokens
-    test_indices: torch.Tensor
-
-    @property
-    def train_tokens(self) -> torch.Tensor:
-        return self.tokens[self.train_indices]
-
-    @property
-    def train_labels(self) -> torch.Tensor:
-        return self.labels[self.train_indices]
-
-    @property
-    def test_tokens(self) -> torch.Tensor:
-        return self.tokens[self.test_indices]
-
-    @property
-    def test_labels(self) -> torch.Tensor:
-        return self.labels[self.test_indices]
-
-    @property
-    def train_mask(self) -> torch.Tensor:
-        """``[p, p]`` bool grid: ``train_mask[a, b]`` is True if ``a + b`` was a training problem."""
-        mask = torch.zeros(self.p * self.p, dtype=torch.bool)
-        mask[self.train_indices] = True
-        return mask.view(self.p, self.p)
-
-
-def all_pairs(p: int = P) -> tuple[torch.Tensor, torch.Tensor]:
-    """Tokens ``[p*p, 3]`` (``a b =``) and labels ``[p*p]`` for every pair, ``a``-major order."""
-    a = torch.arange(p).repeat_interleave(p)
-    b = torch.arange(p).repeat(p)
-    tokens = torch.stack([a, b, torch.full_like(a, p)], dim=1)
-    return tokens, (a + b) % p
-
-
-def train_test_split(
-    p: int = P, train_fraction: float = TRAIN_FRACTION, seed: int = DATA_SEED
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Deterministic split of the ``p*p`` pair indices: (train, test), each sorted."""
-    perm = torch.randperm(p * p, generator=torch.Generator().manual_seed(seed))
-    n_train = int(train_fraction * p * p)
-    return perm[:n_train].sort().values, perm[n_train:].sort().values
-
-
-def dataset(
-    p: int = P, train_fraction: float = TRAIN_FRACTION, seed: int = DATA_SEED
-) -> ModularAdditionData:
-    """The data set the shipped model was trained on (with the default arguments)."""
-    tokens, labels = all_pairs(p)
-    train_idx, test_idx = train_test_split(p, train_fraction, seed)
-    return ModularAdditionData(p, tokens, labels, train_idx, test_idx)
-
-
-# --------------------------------------------------------------------------- Fourier basis
-
-
-def fourier_basis(p: int = P) -> tuple[torch.Tensor, list[str]]:
-    """Orthonormal real Fourier basis of functions on ``Z_p`` (``p`` odd).
-
-    Returns ``(basis, names)``: ``basis`` is ``[p, p]`` with one basis vector per row, in the
-    order constant, ``cos 1``, ``sin 1``, ``cos 2``, ``sin 2``, ... ``cos (p-1)/2``,
-    ``sin (p-1)/2``; ``basis @ basis.T`` is the identity.
-    """
-    if p % 2 == 0:
-        raise ValueError("fourier_basis expects an odd p (every frequency then has cos and sin)")
-    x = torch.arange(p, dtype=torch.float64)
-    rows = [torch.ones(p, dtype=torch.float64) / math.sqrt(p)]
-    names = ["const"]
-    for k in range(1, (p - 1) // 2 + 1):
-        angle = 2 * math.pi * k * x / p
-        rows += [torch.cos(angle) * math.sqrt(2 / p), torch.sin(angle) * math.sqrt(2 / p)]
-        names += [f"cos {k}", f"sin {k}"]
-    return torch.stack(rows).float(), names
+# --------------------------------------------------------------------------- Fourier summary
 
 
 def embedding_fourier_norms(model_or_w_e: torch.nn.Module | torch.Tensor, p: int = P) -> torch.Tensor:
     """Norm of the embedding of the number tokens per frequency ``k = 0 .. (p-1)/2``.
 
     Takes a model (its ``W_E``) or an embedding matrix ``[d_vocab, d_model]`` (for snapshots,
-    ``state_dict["embed.weight"]``). Frequency ``k > 0`` combines its cos and sin directions;
-    the squares sum to ``||W_E[:p]||^2`` because the basis is orthonormal.
+    ``state_dict["embed.weight"]``). The squares sum to ``||W_E[:p]||^2`` (the basis is
+    orthonormal).
     """
     w_e = model_or_w_e.W_E if isinstance(model_or_w_e, torch.nn.Module) else model_or_w_e
     basis, _ = fourier_basis(p)
-    sq = ((basis @ w_e.detach()[:p].float().cpu()) ** 2).sum(dim=1)  # per basis vector
-    per_freq = torch.cat([sq[:1], sq[1:].view(-1, 2).sum(dim=1)])
-    return per_freq.sqrt()
+    return frequency_norms(fourier_coefficients(w_e.detach()[:p].float().cpu(), basis))
 
 
-def key_frequencies(
+def embedding_key_frequencies(
     model_or_w_e: torch.nn.Module | torch.Tensor, share: float = 0.8, p: int = P
 ) -> tuple[list[int], float]:
     """The fewest frequencies that carry ``share`` of ``W_E``'s squared norm, and their share."""
-    sq = embedding_fourier_norms(model_or_w_e, p) ** 2
-    order = torch.argsort(sq, descending=True)
-    cum = torch.cumsum(sq[order], 0) / sq.sum()
-    n = int((cum < share).sum()) + 1
-    return sorted(int(k) for k in order[:n]), float(cum[n - 1])
+    norms = embedding_fourier_norms(model_or_w_e, p)
+    keys = key_frequencies(norms, share)
+    return keys, float(norms[keys].pow(2).sum() / norms.pow(2).sum())
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -329,7 +246,7 @@ def _train(name: str, r: Recipe, device: str) -> dict[str, Any]:
 
     train_m = evaluate(model, data.train_tokens, data.train_labels)
     test_m = evaluate(model, data.test_tokens, data.test_labels)
-    keys, share = key_frequencies(model)
+    keys, share = embedding_key_frequencies(model)
     metrics = {
         "p": P,
         "train_fraction": TRAIN_FRACTION,

@@ -1,0 +1,2 @@
+"""Checks of the chapter "Grokking and modular addition" (``book/chapters/grokking/``), one
+module per section page."""

@@ -1,0 +1,1 @@
+"""Solutions of the chapter `grokking` (generated; see `interpbook.solutions`)."""
