@@ -17,10 +17,12 @@ import torch
 from interpbook.checks import CheckFailed
 from interpbook.checks.grokking import activations_as_trigonometry as act
 from interpbook.checks.grokking import fourier_embedding as fe
+from interpbook.checks.grokking import grokking_live as live
 from interpbook.checks.grokking import the_algorithm as alg
 from interpbook.checks.grokking import training_dynamics as td
 from interpbook.solutions.grokking import activations_as_trigonometry as act_sol
 from interpbook.solutions.grokking import fourier_embedding as fe_sol
+from interpbook.solutions.grokking import grokking_live as live_sol
 from interpbook.solutions.grokking import the_algorithm as alg_sol
 from interpbook.solutions.grokking import training_dynamics as td_sol
 from interpbook.zoo import load_model
@@ -581,3 +583,101 @@ def test_learner_exception_shows_the_inputs():
 
     with pytest.raises(CheckFailed, match=r"raised RuntimeError.*a tensor of shape \[7, 1\]"):
         fe.check_fourier_coefficients(fourier_coefficients_matmul_wrong_side)
+
+
+# ============================================================================================
+# Section 5: Grokking live
+
+
+def test_grokking_live_solutions_pass():
+    live.check_mod_add_mlp(live_sol.ModAddMLP)
+    live.check_train_mlp(live_sol.train_mlp)
+
+
+def _mlp_class(forward):
+    return type("ModAddMLP", (live_sol.ModAddMLP,), {"forward": forward})
+
+
+def test_mod_add_mlp_rejects_missing_relu():
+    def forward(self, a, b):
+        # Mistake: no ReLU, so the network is linear.
+        return torch.cat([self.embed[a], self.embed[b]], -1) @ self.W_in @ self.W_out
+
+    with pytest.raises(CheckFailed, match=r"You left out the ReLU"):
+        live.check_mod_add_mlp(_mlp_class(forward))
+
+
+def test_mod_add_mlp_rejects_b_first():
+    def forward(self, a, b):
+        # Mistake: concatenates b's embedding before a's.
+        return torch.relu(torch.cat([self.embed[b], self.embed[a]], -1) @ self.W_in) @ self.W_out
+
+    with pytest.raises(CheckFailed, match=r"concatenated the wrong way round"):
+        live.check_mod_add_mlp(_mlp_class(forward))
+
+
+def test_mod_add_mlp_reports_summed_embeddings():
+    def forward(self, a, b):
+        # Mistake: adds the two embeddings, so the input has d_embed columns, not 2 * d_embed.
+        return torch.relu((self.embed[a] + self.embed[b]) @ self.W_in) @ self.W_out
+
+    with pytest.raises(CheckFailed, match=r"raised RuntimeError.*a = \[3, 1, 4, 0\]"):
+        live.check_mod_add_mlp(_mlp_class(forward))
+
+
+def _train(a, b, labels, train_idx, test_idx, steps, lr, weight_decay, log_every, model,
+           last=True, test_on_train=False, decay=True):
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay if decay else 0.01,
+                            betas=(0.9, 0.98))
+    eval_idx = train_idx if test_on_train else test_idx
+    curves = {k: [] for k in ("step", "train_loss", "test_loss", "train_acc", "test_acc")}
+    for step in range(steps + 1 if last else steps):
+        logits = model(a[train_idx], b[train_idx])
+        loss = torch.nn.functional.cross_entropy(logits, labels[train_idx])
+        if step % log_every == 0:
+            with torch.no_grad():
+                t = model(a[eval_idx], b[eval_idx])
+                curves["step"].append(step)
+                curves["train_loss"].append(loss.item())
+                curves["test_loss"].append(torch.nn.functional.cross_entropy(t, labels[eval_idx]).item())
+                curves["train_acc"].append((logits.argmax(-1) == labels[train_idx]).float().mean().item())
+                curves["test_acc"].append((t.argmax(-1) == labels[eval_idx]).float().mean().item())
+        if step < steps:
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return curves
+
+
+def train_mlp_no_final_log(model, a, b, labels, train_idx, test_idx, steps, lr=1e-2, weight_decay=1.0,
+                           log_every=50):
+    # Mistake: loops over range(steps), so the model after the last update is never logged.
+    return _train(a, b, labels, train_idx, test_idx, steps, lr, weight_decay, log_every, model, last=False)
+
+
+def train_mlp_test_on_train(model, a, b, labels, train_idx, test_idx, steps, lr=1e-2, weight_decay=1.0,
+                            log_every=50):
+    # Mistake: computes the "test" metrics on the training problems.
+    return _train(a, b, labels, train_idx, test_idx, steps, lr, weight_decay, log_every, model,
+                  test_on_train=True)
+
+
+def train_mlp_default_decay(model, a, b, labels, train_idx, test_idx, steps, lr=1e-2, weight_decay=1.0,
+                            log_every=50):
+    # Mistake: never passes weight_decay to AdamW, which then uses its default of 0.01.
+    return _train(a, b, labels, train_idx, test_idx, steps, lr, weight_decay, log_every, model, decay=False)
+
+
+def test_train_mlp_rejects_missing_final_log():
+    with pytest.raises(CheckFailed, match=r"The last entry is missing: log at step 120 too"):
+        live.check_train_mlp(train_mlp_no_final_log)
+
+
+def test_train_mlp_rejects_test_metrics_on_train_split():
+    with pytest.raises(CheckFailed, match=r"against labels\[test_idx\]"):
+        live.check_train_mlp(train_mlp_test_on_train)
+
+
+def test_train_mlp_rejects_ignored_weight_decay():
+    with pytest.raises(CheckFailed, match=r"Pass weight_decay to torch.optim.AdamW"):
+        live.check_train_mlp(train_mlp_default_decay)

@@ -68,6 +68,10 @@ def _learner_functions(nb, exercise) -> list[str]:
     return names
 
 
+def _snake(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
+
+
 def _check_calls(source: str) -> list[tuple[str, str | None]]:
     """(check name, name of its first argument) for each ``check_*(...)`` call in ``source``."""
     out = []
@@ -106,7 +110,8 @@ def test_each_check_cell_calls_the_check_of_its_exercise(page):
     for ex in exercises:
         functions = _learner_functions(nb, ex)
         calls = [c for i in ex.check_cells for c in _check_calls(nb.cells[i].source)]
-        wanted = [(f"check_{f}", f) for f in functions]
+        # A class's check is named in snake case: ModAddMLP -> check_mod_add_mlp.
+        wanted = [(f"check_{name}", f) for f in functions for name in dict.fromkeys([f, _snake(f)])]
         if not any(c in calls for c in wanted):
             problems.append(f"{ex.label}: its check cell should call one of "
                             f"{[f'{c}({f}, ...)' for c, f in wanted]}; it calls {calls or 'no check_*'}")
@@ -167,6 +172,30 @@ def test_pages_do_not_branch_on_the_profile(page):
     hits = [f"cell {i}: {m.group(0)}" for i, c in _code_cells(page) for m in _PROFILE_NAMES.finditer(c.source)]
     assert not hits, (f"{page.name} reads the profile ({hits}). Pages never name a profile: load models with "
                       "load_model(name) and word prose with package helpers such as interpbook.book.model_origin.")
+
+
+# --- figures ----------------------------------------------------------------------------------
+
+
+def _imported_modules(source: str) -> set[str]:
+    out = set()
+    for node in ast.walk(_parse(source)):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            out.add(node.module)
+    return out
+
+
+@pytest.mark.parametrize("page", NOTEBOOK_PAGES, ids=_ids(NOTEBOOK_PAGES))
+def test_pages_that_plot_load_the_book_renderer(page):
+    # Without interpbook.plotting, fig.show() emits plotly's JSON mime type, which the build
+    # drops without a word (mystnb.unknown_mime_type is suppressed): the figure would vanish.
+    modules = set().union(*(_imported_modules(c.source) for _, c in _code_cells(page)))
+    if any(m == "plotly" or m.startswith("plotly.") for m in modules):
+        assert "interpbook.plotting" in modules, (
+            f"{page.name} imports plotly but not interpbook.plotting, so its figures would not be drawn on "
+            "the site: add `import interpbook.plotting  # noqa: F401  (the book's plotly renderer)`.")
 
 
 # --- glued claims -----------------------------------------------------------------------------

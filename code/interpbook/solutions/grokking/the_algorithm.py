@@ -31,7 +31,9 @@ def trig_logits(p: int, freqs: list[int]) -> Float[Tensor, "a b c"]:
 
 
 # Exercise ex-fraction-explained, book/chapters/grokking/03-the-algorithm.md
-def fraction_explained(logits: Float[Tensor, "... p"], approx: Float[Tensor, "... p"]) -> float:
+def fraction_explained(
+    logits: Float[Tensor, "... p"], approx: Float[Tensor, "... p"]
+) -> float:
     L = logits - logits.mean(-1, keepdim=True)
     T = approx.to(L.dtype) - approx.to(L.dtype).mean(-1, keepdim=True)
     alpha = (L * T).sum() / T.pow(2).sum()
