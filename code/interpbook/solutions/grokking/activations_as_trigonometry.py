@@ -23,7 +23,8 @@ def fourier_2d(
     grid: Float[Tensor, "p p d"], basis: Float[Tensor, "p p"]
 ) -> Float[Tensor, "p p d"]:
     basis = basis.to(grid.device, grid.dtype)
-    return torch.einsum("ia,jb,abd->ijd", basis, basis, grid)
+    over_a = torch.einsum("ia,abd->ibd", basis, grid)  # transform the a axis
+    return torch.einsum("jb,ibd->ijd", basis, over_a)  # then the b axis
 
 
 # Exercise ex-frequency-share, book/chapters/grokking/02-activations-as-trigonometry.md

@@ -51,4 +51,4 @@ def keep_frequencies_2d(
     for k in freqs:
         keep[[2 * k - 1, 2 * k]] = True
     coeffs = fourier_2d(grid, basis) * (keep[:, None] & keep[None, :])[..., None]
-    return torch.einsum("ia,jb,ijd->abd", basis, basis, coeffs)
+    return fourier_2d(coeffs, basis.T)  # B^T G B: the inverse, as the basis is orthonormal
