@@ -13,6 +13,7 @@ from collections.abc import Callable
 import torch
 
 from interpbook.checks import CheckFailed, call, expect_close, expect_tensor, passed
+from interpbook.checks.grokking import random_orthonormal_rows
 
 __all__ = [
     "check_activation_grid",
@@ -46,14 +47,11 @@ def check_activation_grid(activation_grid: Callable) -> None:
     passed("activation_grid: last position, indexed [a, b]")
 
 
-def _orthonormal(p: int, seed: int) -> torch.Tensor:
-    q, _ = torch.linalg.qr(torch.randn(p, p, generator=torch.Generator().manual_seed(seed), dtype=torch.float64))
-    return q.T.float()  # rows orthonormal, not symmetric
 
 
 def check_fourier_2d(fourier_2d: Callable) -> None:
     p, d = 5, 3
-    basis = _orthonormal(p, 0)
+    basis = random_orthonormal_rows(p, 0)
     # One product u_1(a) u_3(b): a single coefficient, at [1, 3].
     grid = (basis[1][:, None] * basis[3][None, :])[..., None]
     out = call(fourier_2d, grid, basis)

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from interpbook.checks import CheckFailed, call, expect_close, expect_tensor, passed
+from interpbook.checks.grokking import random_orthonormal_rows
 
 __all__ = [
     "check_fourier_basis",
@@ -62,14 +63,11 @@ def check_fourier_basis(fourier_basis: Callable) -> None:
     passed("fourier_basis: orthonormal, in the order const, cos 1, sin 1, ...")
 
 
-def _orthonormal(p: int, seed: int) -> torch.Tensor:
-    q, _ = torch.linalg.qr(torch.randn(p, p, generator=torch.Generator().manual_seed(seed), dtype=torch.float64))
-    return q.T.float()  # rows orthonormal, not symmetric
 
 
 def check_fourier_coefficients(fourier_coefficients: Callable) -> None:
     p, d = 7, 3
-    basis = _orthonormal(p, 0)
+    basis = random_orthonormal_rows(p, 0)
     # One basis vector as the only column: its coefficients are one-hot.
     x = basis[4][:, None].clone()
     out = call(fourier_coefficients, x, basis)

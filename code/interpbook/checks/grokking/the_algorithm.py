@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from interpbook.checks import CheckFailed, call, expect_close, expect_tensor, passed
+from interpbook.checks.grokking import random_orthonormal_rows
 
 __all__ = [
     "check_fraction_explained",
@@ -120,14 +121,11 @@ def check_fraction_explained(fraction_explained: Callable) -> None:
     passed("fraction_explained: centred, best scale, 1 - residual / total")
 
 
-def _orthonormal(p: int, seed: int) -> torch.Tensor:
-    q, _ = torch.linalg.qr(torch.randn(p, p, generator=torch.Generator().manual_seed(seed), dtype=torch.float64))
-    return q.T.float()
 
 
 def check_keep_frequencies_2d(keep_frequencies_2d: Callable) -> None:
     p, d = 7, 2  # basis indices: 0 const, (1, 2) frequency 1, (3, 4) frequency 2, (5, 6) frequency 3
-    basis = _orthonormal(p, 3)
+    basis = random_orthonormal_rows(p, 3)
     C = torch.randn(p, p, d, generator=torch.Generator().manual_seed(4))
 
     def grid_of(coeffs):
