@@ -1,0 +1,2 @@
+"""Checks of the chapter "Superposition and sparse autoencoders" (``book/chapters/superposition/``),
+one module per section page."""

@@ -1,0 +1,1 @@
+"""Solutions of the chapter `superposition` (generated; see `interpbook.solutions`)."""
