@@ -78,7 +78,7 @@ def check_sae_loss(sae_loss: Callable) -> None:
     hint = "Sum the squared error over d_in, add coeff * penalty, average over the batch."
     if torch.allclose(got, torch.tensor([2.25, 2.5]), atol=1e-5):
         hint = "You averaged the squared error over d_in; sum it over d_in (and average over the batch only)."
-    elif torch.allclose(got, torch.tensor([4.5, 2.0]), atol=1e-5):
+    elif torch.allclose(got, torch.tensor([6.5, 1.5]), atol=1e-5):
         hint = "The coefficients belong to the instances: coeff[i] multiplies instance i's penalty."
     elif torch.allclose(got, torch.tensor([7.0, 6.0]), atol=1e-5):
         hint = "Average over the batch, not sum."

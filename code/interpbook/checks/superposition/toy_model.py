@@ -78,7 +78,8 @@ def check_toy_model(ToyModel: type) -> None:
         hint = "You left out the ReLU: the readout is ReLU(W^T W x + b)."
     elif torch.allclose(out, torch.tensor([[[0.5, 0.6, 0.0], [0.0, 0.0, 1.2]]]), atol=1e-5):
         hint = "You left out the bias b_final (it goes inside the ReLU)."
-    elif torch.allclose(out, torch.tensor([[[0.5, 0.1, 0.0], [0.5, 0.1, 0.0]]]), atol=1e-5):
+    elif torch.allclose(out, torch.tensor([[[0.5, 0.1, 0.0], [0.5, 0.1, 0.0]]]), atol=1e-5) or \
+            torch.allclose(out, torch.tensor([[[0.5, 0.1, 0.0], [0.6, 0.6, 0.0]]]), atol=1e-5):
         hint = "Both instances came out the same: use each instance's own W (the 'inst' axis of the einsum)."
     expect_close(out, want, "ToyModel on hand-set weights", atol=1e-5, hint=hint)
     passed("ToyModel: ReLU(W^T W x + b), per instance")
