@@ -13,4 +13,7 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 bash scripts/build.sh
 export PATH="$PWD/.venv/bin:$PATH" INTERP_BOOK_PROFILE=default TOKENIZERS_PARALLELISM=false
+# Two test workers on two cores: one math thread each (inherited by the kernels that run the
+# pages), rather than two workers each asking for every core.
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 python -m pytest -n 2 --dist loadgroup tests "$@"
