@@ -44,6 +44,7 @@ _MODEL_MODULES = (
     "interpbook.zoo.ioi",
     "interpbook.zoo.brackets",
     "interpbook.zoo.modular_addition",
+    "interpbook.zoo.gpt_mini",
 )
 _loaded = False
 
