@@ -110,6 +110,13 @@ def test_bad_exercise_options_name_page_and_line(tmp_path, options, message):
         convert_markdown(directive, {}, "page.md")
 
 
+def test_raw_html_passes_into_notebook_markdown():
+    # A diagram in a {raw} html block is kept verbatim: notebook markdown renders inline SVG.
+    md = "Before.\n\n```{raw} html\n<svg><text>diagram</text></svg>\n```\n\nAfter."
+    out = convert_markdown(md, {}, "page.md")
+    assert "<svg><text>diagram</text></svg>" in out and "{raw}" not in out and "After." in out
+
+
 def test_good_exercise_parses(tmp_path):
     _, exercises = page_exercises(_page(tmp_path, EXERCISE.format(options=GOOD)))
     (ex,) = exercises

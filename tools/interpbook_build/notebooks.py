@@ -142,6 +142,12 @@ def convert_markdown(source: str, glue: dict[str, str], where: str) -> str:
                 stack.pop()
                 out.append("```")
                 i += 1
+            elif name == "raw" and arg == "html":
+                # Notebook markdown renders inline HTML (an SVG diagram) as it is.
+                while i < len(lines) and lines[i].strip() != fence:
+                    out.append(lines[i])
+                    i += 1
+                i += 1
             elif name == "math":
                 out.append("$$")
                 while i < len(lines) and lines[i].strip() != fence:

@@ -1,0 +1,1 @@
+"""Checks for the chapter "A transformer from scratch" (book/chapters/transformer/)."""
