@@ -1,0 +1,1 @@
+"""Solutions of the chapter `transformer` (generated; see `interpbook.solutions`)."""
