@@ -25,6 +25,7 @@ from interpbook.solutions.induction import finding_induction_heads as fih_sol
 from interpbook.solutions.induction import hooks as hk_sol
 from interpbook.solutions.induction import reverse_engineering as rev_sol
 from interpbook.solutions.induction import transformerlens_basics as tlb_sol
+from interpbook.solutions.transformer.inputs_and_outputs import next_token_log_probs
 from interpbook.zoo import load_model
 
 
@@ -53,7 +54,6 @@ def _causal(scores: torch.Tensor) -> torch.Tensor:
 
 def test_basics_solutions_pass(model, cache):
     tlb.check_next_token_accuracy(tlb_sol.next_token_accuracy)
-    tlb.check_sample_next_token(tlb_sol.sample_next_token)
     tlb.check_resid_post_from_parts(tlb_sol.resid_post_from_parts, model, cache)
     tlb.check_attention_pattern(tlb_sol.attention_pattern, cache)
 
@@ -89,43 +89,6 @@ def test_next_token_accuracy_rejects_counting_last_position():
 def test_next_token_accuracy_rejects_first_sequence_only():
     with pytest.raises(CheckFailed, match="average over every position of every sequence"):
         tlb.check_next_token_accuracy(next_token_accuracy_first_sequence)
-
-
-# --- sample_next_token ---
-
-
-def sample_next_token_no_temperature(logits, temperature, generator):
-    # Mistake: handles T = 0, but forgets to divide the logits by the temperature otherwise.
-    if temperature == 0:
-        return int(logits.argmax().item())
-    return int(torch.multinomial(logits.softmax(-1), 1, generator=generator).item())
-
-
-def sample_next_token_always_greedy(logits, temperature, generator):
-    # Mistake: takes the argmax at every temperature instead of sampling.
-    return int(logits.argmax().item())
-
-
-def sample_next_token_tensor(logits, temperature, generator):
-    # Mistake: returns a 0-d tensor rather than a Python int.
-    if temperature == 0:
-        return logits.argmax()
-    return torch.multinomial((logits / temperature).softmax(-1), 1, generator=generator)[0]
-
-
-def test_sample_next_token_rejects_missing_temperature():
-    with pytest.raises(CheckFailed, match=r"divide the logits by the temperature before the softmax"):
-        tlb.check_sample_next_token(sample_next_token_no_temperature)
-
-
-def test_sample_next_token_rejects_always_greedy():
-    with pytest.raises(CheckFailed, match=r"close to softmax\(logits\).*torch\.multinomial"):
-        tlb.check_sample_next_token(sample_next_token_always_greedy)
-
-
-def test_sample_next_token_rejects_tensor_result():
-    with pytest.raises(CheckFailed, match=r"Python int \(use \.item\(\)\)"):
-        tlb.check_sample_next_token(sample_next_token_tensor)
 
 
 # --- resid_post_from_parts ---
@@ -208,7 +171,6 @@ def test_finding_solutions_pass(model):
     fih.check_prev_token_scores(fih_sol.prev_token_scores)
     fih.check_first_token_scores(fih_sol.first_token_scores)
     fih.check_generate_repeated_tokens(fih_sol.generate_repeated_tokens, model)
-    fih.check_next_token_log_probs(fih_sol.next_token_log_probs)
     fih.check_induction_scores(fih_sol.induction_scores)
 
 
@@ -349,39 +311,6 @@ def test_generate_repeated_tokens_rejects_missing_bos(model):
         fih.check_generate_repeated_tokens(generate_repeated_tokens_no_bos, model)
 
 
-# --- next_token_log_probs ---
-
-
-def next_token_log_probs_raw_logits(logits, tokens):
-    # Mistake: forgets log_softmax and gathers the raw logits.
-    return logits[:, :-1].gather(-1, tokens[:, 1:, None])[..., 0]
-
-
-def next_token_log_probs_no_shift(logits, tokens):
-    # Mistake: gathers the token at the same position instead of the next one.
-    return logits[:, :-1].log_softmax(-1).gather(-1, tokens[:, :-1, None])[..., 0]
-
-
-def next_token_log_probs_softmax_over_positions(logits, tokens):
-    # Mistake: log_softmax over the position axis instead of the vocabulary.
-    return logits[:, :-1].log_softmax(dim=1).gather(-1, tokens[:, 1:, None])[..., 0]
-
-
-def test_next_token_log_probs_rejects_missing_log_softmax():
-    with pytest.raises(CheckFailed, match=r"normalise with `log_softmax`"):
-        fih.check_next_token_log_probs(next_token_log_probs_raw_logits)
-
-
-def test_next_token_log_probs_rejects_no_shift():
-    with pytest.raises(CheckFailed, match=r"with `tokens\[:, 1:\]`.*not `tokens\[:, :-1\]`"):
-        fih.check_next_token_log_probs(next_token_log_probs_no_shift)
-
-
-def test_next_token_log_probs_rejects_wrong_softmax_axis():
-    with pytest.raises(CheckFailed, match="over the vocabulary axis"):
-        fih.check_next_token_log_probs(next_token_log_probs_softmax_over_positions)
-
-
 # --- induction_scores ---
 
 
@@ -517,7 +446,7 @@ def test_ablate_head_hook_rejects_unreturned_copy():
 def loss_per_head_ablation_whole_sequence(model, tokens, seq_len):
     # Mistake: measures the loss over the whole sequence instead of the second copy.
     def loss(logits):
-        return -fih_sol.next_token_log_probs(logits, tokens).mean()
+        return -next_token_log_probs(logits, tokens).mean()
 
     clean = loss(model(tokens))
     out = torch.zeros(model.cfg.n_layers, model.cfg.n_heads)

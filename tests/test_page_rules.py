@@ -274,3 +274,19 @@ def test_every_check_rejects_a_tested_wrong_answer(chapter):
             if not any(f".{name}(" in t and "pytest.raises(CheckFailed" in t for t in tests):
                 missing.append(f"{section.checks_module}.{name}")
     assert not missing, f"no test in {path.name} shows these checks rejecting a plausible wrong answer: {missing}"
+
+
+# --- exercise labels are unique across the book ------------------------------------------------
+
+
+def test_exercise_labels_are_unique_across_the_book():
+    # Sphinx labels share one namespace: a label reused on another page is a build warning
+    # (and so a failed build) far from the edit that caused it. Say here which pages clash.
+    where: dict[str, list[str]] = {}
+    for page in EXERCISE_PAGES:
+        for ex in page_exercises(page)[1]:
+            where.setdefault(ex.label, []).append(page.relative_to(REPO).as_posix())
+    clashes = {label: pages for label, pages in where.items() if len(pages) > 1}
+    assert not clashes, (
+        "exercise labels must be unique across the book (a later chapter that needs an earlier "
+        f"chapter's function imports it from interpbook.solutions instead): {clashes}")

@@ -9,12 +9,10 @@ solution it is checking.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from interpbook.checks import CheckFailed, call, expect_close, expect_tensor, passed
 
@@ -23,7 +21,6 @@ __all__ = [
     "check_first_token_scores",
     "check_generate_repeated_tokens",
     "check_induction_scores",
-    "check_next_token_log_probs",
     "check_prev_token_scores",
 ]
 
@@ -196,45 +193,6 @@ def check_generate_repeated_tokens(fn: Callable, model: Any) -> None:
     expect_tensor(small, "generate_repeated_tokens(model, seq_len=3, batch=2, seed=5)",
                   shape=(2, 7), dims="batch, 1 + 2 * seq_len")
     passed("generate_repeated_tokens makes BOS + a random block + the same block again")
-
-
-def check_next_token_log_probs(fn: Callable) -> None:
-    """``fn(logits: [batch, seq, d_vocab], tokens: [batch, seq]) -> [batch, seq - 1]``: the log
-    probability that the logits at position i give to the actual token at position i + 1."""
-    g = torch.Generator().manual_seed(0)
-    batch, seq, vocab = 3, 7, 11
-    tokens = torch.randint(0, vocab, (batch, seq), generator=g)
-
-    out = call(fn, torch.zeros(batch, seq, vocab), tokens)
-    expect_tensor(out, f"next_token_log_probs(logits [batch={batch}, seq={seq}, d_vocab={vocab}], "
-                  f"tokens [batch={batch}, seq={seq}])", shape=(batch, seq - 1), dims="batch, seq - 1",
-                  floating=True)
-    expect_close(out, torch.full((batch, seq - 1), -math.log(vocab)),
-                 "log probs from all-zero logits (a uniform prediction)",
-                 hint=f"Uniform logits over {vocab} tokens give every token log(1/{vocab}) = "
-                 f"{-math.log(vocab):.4f}: normalise with `log_softmax` over the vocabulary axis.")
-
-    # Position i puts a large logit on the token at position i + 1 only.
-    peaked = torch.zeros(batch, seq, vocab)
-    b, i = torch.meshgrid(torch.arange(batch), torch.arange(seq - 1), indexing="ij")
-    peaked[b, i, tokens[:, 1:]] = 20.0
-    out = call(fn, peaked, tokens)
-    expect_tensor(out, "next_token_log_probs(...)", shape=(batch, seq - 1), dims="batch, seq - 1")
-    if not (out > -1e-3).all():
-        raise CheckFailed(
-            "logits at position i that put all their weight on the token at position i+1 should "
-            f"give log probs of about 0; the smallest of yours is {out.min().item():.3g}. Pair "
-            "`logits[:, :-1]` (predictions made at positions 0..seq-2) with `tokens[:, 1:]` (the "
-            "tokens that actually came next), not `tokens[:, :-1]`."
-        )
-
-    logits = torch.randn(batch, seq, vocab, generator=g) * 3
-    out = call(fn, logits.clone(), tokens.clone())
-    reference = -F.cross_entropy(logits[:, :-1].transpose(1, 2), tokens[:, 1:], reduction="none")
-    expect_close(out.float(), reference, "log probs from random logits",
-                 hint="Gather the log prob of the next token at each position with "
-                 "`log_probs.gather(-1, next_tokens[..., None])[..., 0]`.")
-    passed("next_token_log_probs gives the log prob of each actual next token")
 
 
 def check_induction_scores(fn: Callable) -> None:

@@ -13,7 +13,6 @@ __all__ = [
     "check_attention_pattern",
     "check_next_token_accuracy",
     "check_resid_post_from_parts",
-    "check_sample_next_token",
 ]
 
 
@@ -46,36 +45,6 @@ def check_next_token_accuracy(fn: Callable) -> None:
         raise CheckFailed(f"On a batch of 3 sequences the accuracy should be {expected:.4f}, got {acc:.4f}: "
                           "average over every position of every sequence.")
     passed("next_token_accuracy is correct")
-
-
-def check_sample_next_token(fn: Callable) -> None:
-    logits = torch.tensor([1.0, 3.0, 2.0, -1.0])
-    g = torch.Generator().manual_seed(0)
-    greedy = call(fn, logits, 0.0, g)
-    if not isinstance(greedy, int):
-        raise CheckFailed(f"sample_next_token should return a Python int (use .item()), got {type(greedy).__name__}.")
-    if greedy != 1:
-        raise CheckFailed(f"With temperature 0 the sample must be the argmax (token 1), got {greedy}.")
-    n = 4000
-    g = torch.Generator().manual_seed(0)
-    counts = torch.zeros(4)
-    for _ in range(n):
-        counts[call(fn, logits, 1.0, g)] += 1
-    expected = torch.softmax(logits, -1)
-    freq = counts / n
-    if (freq - expected).abs().max() > 0.03:
-        raise CheckFailed(f"At temperature 1 the sample frequencies {freq.tolist()} should be close to "
-                          f"softmax(logits) = {[round(x, 3) for x in expected.tolist()]}. Sample with "
-                          "torch.multinomial(probs, 1, generator=generator).")
-    g = torch.Generator().manual_seed(0)
-    counts = torch.zeros(4)
-    for _ in range(n):
-        counts[call(fn, logits, 0.5, g)] += 1
-    expected = torch.softmax(logits / 0.5, -1)
-    if (counts / n - expected).abs().max() > 0.03:
-        raise CheckFailed("At temperature 0.5 the frequencies should follow softmax(logits / 0.5): divide the "
-                          "logits by the temperature before the softmax.")
-    passed("sample_next_token samples greedily at T=0 and from softmax(logits/T) otherwise")
 
 
 def check_resid_post_from_parts(fn: Callable, model, cache) -> None:

@@ -13,7 +13,6 @@ __all__ = [
     "first_token_scores",
     "generate_repeated_tokens",
     "induction_scores",
-    "next_token_log_probs",
     "prev_token_scores",
 ]
 
@@ -47,13 +46,6 @@ def generate_repeated_tokens(model, seq_len: int, batch: int = 1, seed: int = 0)
     block = torch.randint(low, model.cfg.d_vocab, (batch, seq_len), generator=generator)
     bos = torch.full((batch, 1), model.tokenizer.bos_token_id, dtype=torch.long)
     return torch.cat([bos, block, block], dim=1)
-
-
-# Exercise ex-next-token-log-probs, book/chapters/induction/02-finding-induction-heads.md
-def next_token_log_probs(logits: Float[Tensor, "batch seq d_vocab"], tokens: Int[Tensor, "batch seq"]) -> Float[Tensor, "batch seq-1"]:
-    """log P(tokens[:, i + 1] | logits[:, i]) for every position i but the last."""
-    log_probs = logits[:, :-1].log_softmax(dim=-1)
-    return log_probs.gather(dim=-1, index=tokens[:, 1:, None])[..., 0]
 
 
 # Exercise ex-induction-scores, book/chapters/induction/02-finding-induction-heads.md

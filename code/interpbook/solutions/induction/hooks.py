@@ -10,7 +10,8 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from interpbook.solutions.induction.finding_induction_heads import induction_scores, next_token_log_probs
+from interpbook.solutions.induction.finding_induction_heads import induction_scores
+from interpbook.solutions.transformer.inputs_and_outputs import next_token_log_probs
 
 __all__ = ["ablate_head_hook", "head_outputs", "induction_score_hook", "logit_attribution", "loss_per_head_ablation"]
 

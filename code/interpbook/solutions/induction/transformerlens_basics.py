@@ -8,7 +8,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-__all__ = ["attention_pattern", "next_token_accuracy", "resid_post_from_parts", "sample_next_token"]
+__all__ = ["attention_pattern", "next_token_accuracy", "resid_post_from_parts"]
 
 
 # Exercise ex-next-token-accuracy, book/chapters/induction/01-transformerlens-basics.md
@@ -16,15 +16,6 @@ def next_token_accuracy(logits: Float[Tensor, "batch pos d_vocab"], tokens: Int[
     """Fraction of positions whose argmax prediction equals the next token."""
     predictions = logits[:, :-1].argmax(dim=-1)
     return (predictions == tokens[:, 1:]).float().mean().item()
-
-
-# Exercise ex-sample-next-token, book/chapters/induction/01-transformerlens-basics.md
-def sample_next_token(logits: Float[Tensor, "d_vocab"], temperature: float, generator: torch.Generator) -> int:
-    """Greedy at temperature 0, otherwise a draw from softmax(logits / temperature)."""
-    if temperature == 0:
-        return int(logits.argmax().item())
-    probs = torch.softmax(logits / temperature, dim=-1)
-    return int(torch.multinomial(probs, num_samples=1, generator=generator).item())
 
 
 # Exercise ex-resid-post, book/chapters/induction/01-transformerlens-basics.md
