@@ -34,18 +34,21 @@ def test_explicit_unknown_profile_is_rejected():
         load_model(name, profile="turbo")
 
 
-def test_full_profile_uses_the_real_hub_loader_and_fails_clearly_offline(monkeypatch):
+@pytest.mark.parametrize(("name", "hub"), [("attn-only-2l", "attn-only-2l"), ("gpt-mini", "gpt2")])
+def test_full_profile_uses_the_real_hub_loader_and_fails_clearly_offline(monkeypatch, name, hub):
     # The hub path is real code: offline (HF_HUB_OFFLINE=1, set by the package in the default
     # profile before transformers is imported) it must fail fast with an actionable message.
     import time
 
-    from interpbook.zoo.registry import HubLoadError
+    from interpbook.zoo.registry import HubLoadError, model_source
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     start = time.perf_counter()
-    with pytest.raises(HubLoadError, match=r"hub model 'attn-only-2l'.*full.*network"):
-        load_model("attn-only-2l", device="cpu", profile="full")
+    with pytest.raises(HubLoadError, match=rf"hub model '{hub}' that stands in for '{name}'.*full.*network") as err:
+        load_model(name, device="cpu", profile="full")
     assert time.perf_counter() - start < 20
+    assert err.value.__cause__ is not None  # raised by the hub loader, not by a stub
+    assert hub in model_source(name, "full")
 
 
 def test_shipped_loads_the_book_checkpoint_under_full(monkeypatch):

@@ -47,25 +47,12 @@ class Recipe:
     d_mlp: int = 1024
     n_ctx: int = 256
     seed: int = 0
-    # Phase 1 (off in the shipped run): repeated random tokens only, in short sequences (cheap
-    # steps) whose first copy starts near the beginning, as for the attention-only models. 1200
-    # such steps brought the repeat loss from 7.6 to 6.5 nats, not an induction head, and the
-    # text phase then erased even that (decision 0007 has the runs). 0 skips the phase.
-    induction_steps: int = 0
-    induction_batch: int = 24
-    induction_ctx: int = 56  # longest phase-1 sequence: [bos, noise, block, block]
-    induction_max_offset: int = 4  # noise tokens before the first copy
-    induction_lr: float = 2e-3
-    # Sequences of [u v u] triples per phase-1 step, loss on each second u: a head that copies
-    # the previous token predicts it, so a previous-token head forms within a few hundred steps
-    # (the induction head, which needs one, did not follow within the CPU budget).
-    induction_triples: int = 8
-    # Phase 2: text plus repeated tokens. Measured on the 2-core CPU, one thread: ~1.7 s per
-    # step of 12 + 4 sequences; for a fixed budget, more steps of fewer sequences learn more.
+    # Measured on the 2-core CPU, one thread: ~1.7 s per step of 12 + 4 sequences. For a fixed
+    # compute budget, more steps of fewer sequences learn more early on. (A first phase of
+    # repeated tokens and [u v u] triples, tried for the induction target, is in decision 0007.)
     steps: int = 2400
     batch: int = 8  # text windows per step
     repeat_batch: int = 2  # repeated-random-token sequences per step
-    repeat_weight: float = 0.25  # weight of their loss beside the text loss
     min_period: int = 10
     max_period: int = 100
     lr: float = 1.5e-3
@@ -102,18 +89,10 @@ def text_windows(stream: Tensor, n: int, n_ctx: int, g: torch.Generator) -> Int[
     return torch.cat([torch.zeros(n, 1, dtype=torch.long), windows], dim=1)
 
 
-def _repeat_batch(
-    n: int, r: Recipe, g: torch.Generator, *, n_ctx: int | None = None, max_offset: int | None = None
-) -> tuple[Tensor, Tensor]:
-    """``[bos, noise, block, block]`` sequences of at most ``n_ctx`` tokens (the model's context
-    by default) and a mask keeping the loss on the repeat. The noise before the first copy is
-    at most ``max_offset`` tokens (``None``: whatever fits, so the copy can sit anywhere)."""
-    n_ctx = n_ctx or r.n_ctx
-    max_period = min(r.max_period, (n_ctx - 1) // 2)
-    period = int(torch.randint(r.min_period, max_period + 1, (1,), generator=g))
-    room = n_ctx - 1 - 2 * period
-    if max_offset is not None:
-        room = min(room, max_offset)
+def _repeat_batch(n: int, r: Recipe, g: torch.Generator) -> tuple[Tensor, Tensor]:
+    """``[bos, noise, block, block]`` sequences and a mask keeping the loss on the repeat."""
+    period = int(torch.randint(r.min_period, r.max_period + 1, (1,), generator=g))
+    room = r.n_ctx - 1 - 2 * period
     offset = int(torch.randint(0, room + 1, (1,), generator=g))
     low = phenomena.N_SPECIAL
     noise = torch.randint(low, text_data.VOCAB_SIZE, (n, offset), generator=g)
@@ -122,31 +101,6 @@ def _repeat_batch(
     mask = torch.zeros(n, toks.shape[1] - 1, dtype=torch.bool)
     mask[:, 1 + offset + period :] = True  # mask[:, j] is the prediction of token j+1
     return toks, mask
-
-
-def _triples(n: int, n_ctx: int, g: torch.Generator) -> tuple[Tensor, Tensor]:
-    """``[bos, u1 v1 u1, u2 v2 u2, ...]`` and a mask keeping the loss on each second ``u``."""
-    k = (n_ctx - 1) // 3
-    uv = torch.randint(phenomena.N_SPECIAL, text_data.VOCAB_SIZE, (n, k, 2), generator=g)
-    body = torch.cat([uv, uv[:, :, :1]], dim=2).reshape(n, 3 * k)
-    toks = torch.cat([torch.zeros(n, 1, dtype=torch.long), body], dim=1)
-    mask = torch.zeros(n, 3 * k, dtype=torch.bool)
-    mask[:, 3 * torch.arange(k) + 2] = True  # mask[:, j] is the prediction of token j+1: v -> u
-    return toks, mask
-
-
-def _repeat_loss(model: Any, rep: Int[Tensor, "n pos"], mask: Tensor) -> Tensor:
-    """Mean next-token loss over the positions ``mask`` keeps (the second copy)."""
-    logits = model(rep)
-    losses = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), rep[:, 1:].reshape(-1), reduction="none")
-    return losses[mask.reshape(-1)].mean()
-
-
-def _lr_at(step: int, r: Recipe) -> float:
-    """Phase 1: constant after a warm-up. Phase 2: warm-up, then cosine decay to ``min_lr_frac``."""
-    if step < r.induction_steps:
-        return r.induction_lr * min(1.0, (step + 1) / r.warmup)
-    return r.lr * _lr_factor(step - r.induction_steps, r)
 
 
 def _lr_factor(step: int, r: Recipe) -> float:
@@ -198,58 +152,43 @@ def _train(name: str, r: Recipe, device: str) -> dict[str, Any]:
     recent: list[float] = []
     clock = Stopwatch()
 
-    total = r.induction_steps + r.steps
-
-    phase_1_seconds: list[float] = []
-
     def checkpoint(step: int) -> None:
-        if step == r.induction_steps and step > 0:
-            phase_1_seconds.append(clock.seconds())
-        if step % r.eval_every and step != total:
+        if step % r.eval_every and step != r.steps:
             return
         model.eval()
         val = phenomena.per_token_loss(model, val_tokens).mean().item()
         ind = phenomena.model_induction_scores(model, seq_len=50, batch=8, seed=1234)
-        # Phase 1 trains only positions < induction_ctx: a short repeat shows its progress.
-        ind_short = phenomena.model_induction_scores(model, seq_len=20, batch=8, seed=1234)
         model.train()
         row = {
             "step": step,
             "seconds": round(clock.seconds(), 1),
-            # phase 1: repeated-token (+ triple) loss; phase 2: text loss
             "train_loss": round(sum(recent) / len(recent), 4) if recent else None,
             "val_loss": round(val, 4),
             "max_induction": round(ind.max().item(), 4),
-            "max_induction_20": round(ind_short.max().item(), 4),
         }
         recent.clear()
         history.append(row)
         print(json.dumps(row), flush=True)
-        if step > r.induction_steps:  # a phase-1 model has not read any text yet
+        if step > 0:
             best.offer(-val, step, model.state_dict(), row)
 
     def train_step(step: int) -> None:
-        if step < r.induction_steps:  # phase 1: short repeated-token sequences only
-            rep, rep_mask = _repeat_batch(r.induction_batch, r, g, n_ctx=r.induction_ctx,
-                                          max_offset=r.induction_max_offset)
-            loss = _repeat_loss(model, rep.to(device), rep_mask.to(device))
-            if r.induction_triples:
-                tri, tri_mask = _triples(r.induction_triples, r.induction_ctx, g)
-                loss = loss + _repeat_loss(model, tri.to(device), tri_mask.to(device))
-            loss.backward()
-            recent.append(loss.item())
-            return
         text = text_windows(train_stream, r.batch, r.n_ctx, g).to(device)
         rep, rep_mask = _repeat_batch(r.repeat_batch, r, g)
         logits = model(text)
         text_loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), text[:, 1:].reshape(-1))
-        rep_loss = _repeat_loss(model, rep.to(device), rep_mask.to(device))
-        (text_loss + r.repeat_weight * rep_loss).backward()
+        rep_logits = model(rep.to(device))
+        rep_losses = F.cross_entropy(
+            rep_logits[:, :-1].reshape(-1, rep_logits.shape[-1]), rep[:, 1:].to(device).reshape(-1),
+            reduction="none",
+        )
+        rep_loss = rep_losses[rep_mask.to(device).reshape(-1)].mean()
+        (text_loss + 0.25 * rep_loss).backward()
         recent.append(text_loss.item())
 
     train_seconds = run_steps(
-        opt, total, train_step,
-        lr_at=lambda s: _lr_at(s, r),
+        opt, r.steps, train_step,
+        lr_at=lambda s: r.lr * _lr_factor(s, r),
         grad_clip=r.grad_clip, params=params, checkpoint=checkpoint, clock=clock,
     )
     assert best.state is not None
@@ -263,7 +202,6 @@ def _train(name: str, r: Recipe, device: str) -> dict[str, Any]:
         "device": device,
         "train_seconds": round(train_seconds, 1),
         "selected_step": best.step,
-        "phase_1_seconds": round(phase_1_seconds[0], 1) if phase_1_seconds else None,
         "tokens_seen": r.steps * (r.batch + r.repeat_batch) * r.n_ctx,
         "text_tokens_seen": r.steps * r.batch * r.n_ctx,
         "val_loss_256": best.info["val_loss"],
