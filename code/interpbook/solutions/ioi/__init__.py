@@ -1,0 +1,1 @@
+"""Solutions of the chapter `ioi` (generated; see `interpbook.solutions`)."""
