@@ -110,3 +110,61 @@ def attention_patterns(pattern, str_tokens: Sequence[str], *, title: str = "Atte
                       updatemenus=[dict(buttons=buttons, direction="down", x=1.0, xanchor="right", y=1.15)],
                       margin=dict(l=80, r=20, t=70, b=80))
     return fig
+
+
+def circuit_diagram(nodes: Sequence[dict], edges: Sequence[tuple[str, str, float]], *, title: str = "",
+                    value_format: str = "{:.2f}", height: int = 420, width: int | None = None,
+                    x_labels: dict[float, str] | None = None) -> go.Figure:
+    """A circuit as a layered graph. ``nodes`` are dicts with ``name`` (a unique id, e.g. "0.6"),
+    ``label`` (the text shown), ``role`` (one colour and legend entry per role) and ``layer`` (the
+    x position; nodes of one layer are spread vertically in the order given). ``edges`` are
+    ``(source name, target name, weight)``: an arrow whose width and opacity grow with
+    ``|weight|``, labelled with ``value_format.format(weight)`` half a layer before its target.
+    ``x_labels`` names x positions (default: the layers)."""
+    by_name = {n["name"]: n for n in nodes}
+    if len(by_name) != len(nodes):
+        raise ValueError("circuit_diagram: node names must be unique")
+    for src, dst, _ in edges:
+        for end in (src, dst):
+            if end not in by_name:
+                raise ValueError(f"edge {src!r} -> {dst!r} names {end!r}, which is not a node")
+    layers = sorted({n["layer"] for n in nodes})
+    pos: dict[str, tuple[float, float]] = {}
+    for layer in layers:
+        column = [n for n in nodes if n["layer"] == layer]
+        for i, n in enumerate(column):
+            pos[n["name"]] = (float(layer), (len(column) - 1) / 2 - i)
+    fig = go.Figure()
+    top = max((abs(w) for _, _, w in edges), default=1.0) or 1.0
+    for src, dst, w in edges:
+        (x0, y0), (x1, y1) = pos[src], pos[dst]
+        strength = abs(w) / top
+        fig.add_annotation(x=x1, y=y1, ax=x0, ay=y0, xref="x", yref="y", axref="x", ayref="y", text="",
+                           showarrow=True, arrowhead=2, arrowsize=max(0.5, 1.2 - 0.1 * (1 + 6 * strength)),
+                           arrowwidth=1 + 6 * strength, arrowcolor="rgb(90, 90, 90)",
+                           opacity=0.3 + 0.7 * strength, standoff=15, startstandoff=13)
+        # The label sits half a layer before the target (or mid-way within a column), where
+        # edges into different nodes are apart.
+        t = 0.5 if x1 == x0 else max(0.5, 1 - 0.5 / abs(x1 - x0))
+        fig.add_annotation(x=x0 + t * (x1 - x0), y=y0 + t * (y1 - y0), xref="x", yref="y",
+                           text=value_format.format(w), showarrow=False, font=dict(size=11),
+                           bgcolor="rgba(255, 255, 255, 0.85)")
+    palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f"]
+    roles = list(dict.fromkeys(n["role"] for n in nodes))
+    for i, role in enumerate(roles):
+        members = [n for n in nodes if n["role"] == role]
+        fig.add_trace(go.Scatter(
+            x=[pos[n["name"]][0] for n in members], y=[pos[n["name"]][1] for n in members],
+            mode="markers+text", name=role, text=[n["label"] for n in members],
+            textposition=["middle right" if n["layer"] == layers[-1] else "top center" for n in members],
+            marker=dict(size=22, color=palette[i % len(palette)], line=dict(width=1, color="white")),
+            hovertemplate="%{text}<extra>" + role + "</extra>"))
+    ys = [y for _, y in pos.values()] or [0.0]
+    ticks = x_labels if x_labels is not None else {layer: str(layer) for layer in layers}
+    fig.update_layout(
+        title=title, height=height, width=width, margin=dict(l=20, r=20, t=50, b=40),
+        legend=dict(orientation="h", y=-0.08),
+        xaxis=dict(tickvals=list(ticks), ticktext=list(ticks.values()), range=[min(layers) - 0.4, max(layers) + 0.6],
+                   zeroline=False, showgrid=False),
+        yaxis=dict(visible=False, range=[min(ys) - 0.8, max(ys) + 0.9]))
+    return fig

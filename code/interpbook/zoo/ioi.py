@@ -98,8 +98,8 @@ SHIPPED_CIRCUIT: dict[str, Any] = {
     # At END, attends to IO more than to S1 (but only when 0.6 is present); writes IO into
     # the END residual stream rather than directly to the logits.
     "name_mover": (1, 7),
-    # At END, attends to S2 and writes *against* S: the largest direct contributions to
-    # logit(IO) - logit(S).
+    # At END, attends to S2, and has the largest direct contribution to logit(IO) - logit(S),
+    # mostly by raising the IO (measured against the average name), not by lowering S.
     "s_mover": (3, 5),
 }
 

@@ -14,15 +14,20 @@ __all__ = ["end_attention", "logit_diff_directions", "logits_to_logit_diff", "re
 
 
 # Exercise ex-ioi-logit-diff, book/chapters/ioi/01-task-and-metric.md
-def logits_to_logit_diff(logits: Float[Tensor, "batch pos d_vocab"], ds: IOIDataset) -> Float[Tensor, " batch"]:
+def logits_to_logit_diff(
+    logits: Float[Tensor, "batch pos d_vocab"], ds: IOIDataset
+) -> Float[Tensor, " batch"]:
     """logit(IO) - logit(S) at each prompt's END position."""
     batch = torch.arange(len(ds), device=logits.device)
     end_logits = logits[batch, ds.end.to(logits.device)]  # [batch, d_vocab]
-    return end_logits[batch, ds.io_tok.to(logits.device)] - end_logits[batch, ds.s_tok.to(logits.device)]
+    io, s = ds.io_tok.to(logits.device), ds.s_tok.to(logits.device)
+    return end_logits[batch, io] - end_logits[batch, s]
 
 
 # Exercise ex-ioi-logit-diff-directions, book/chapters/ioi/01-task-and-metric.md
-def logit_diff_directions(W_U: Float[Tensor, "d_model d_vocab"], ds: IOIDataset) -> Float[Tensor, "batch d_model"]:
+def logit_diff_directions(
+    W_U: Float[Tensor, "d_model d_vocab"], ds: IOIDataset
+) -> Float[Tensor, "batch d_model"]:
     """W_U[:, IO] - W_U[:, S] for each prompt."""
     io, s = ds.io_tok.to(W_U.device), ds.s_tok.to(W_U.device)
     return (W_U[:, io] - W_U[:, s]).T
