@@ -120,3 +120,13 @@ def test_late_head_reads_s2_and_raises_the_io(model, heads):
     io_up = (out * w[:, ds.io_tok].T).sum(-1).mean()
     s_down = -(out * w[:, ds.s_tok].T).sum(-1).mean()
     assert io_up > 2 * s_down > 0, (io_up, s_down)
+
+
+def test_position_labels_name_roles_and_refuse_mixed_layouts():
+    ds = ioi_data.make_ioi_dataset(12, templates=[0])
+    labels = ds.position_labels()
+    assert len(labels) == ds.tokens.shape[1] and len(set(labels)) == len(labels)
+    assert [labels[int(p)] for p in (ds.s2_pos[0], ds.end[0])] == ["S2", "END"]
+    assert {labels[int(ds.io_pos[i])] for i in range(len(ds))} == {"A", "B"}  # both orders mixed
+    with pytest.raises(ValueError, match="one layout, got"):
+        ioi_data.make_ioi_dataset(12, varied_actions=True).position_labels()

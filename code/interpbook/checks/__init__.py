@@ -80,5 +80,21 @@ def expect_close(actual: torch.Tensor, expected: torch.Tensor, what: str, atol: 
         )
 
 
+class FakeHook:
+    """Stands in for a TransformerLens ``HookPoint`` when a check calls a learner's hook function:
+    it has the two things a hook may use, ``.name`` and ``.layer()``. ``name`` overrides the
+    default ``blocks.{layer}.attn.{kind}`` (e.g. the alias TransformerLens 4.x reports)."""
+
+    def __init__(self, layer: int, kind: str = "hook_z", name: str | None = None):
+        self._layer = layer
+        self.name = name or f"blocks.{layer}.attn.{kind}"
+
+    def layer(self) -> int:
+        return self._layer
+
+    def __repr__(self) -> str:
+        return f"HookPoint(name={self.name!r})"
+
+
 def passed(message: str) -> None:
     print(f"✔ {message}")

@@ -230,6 +230,21 @@ class IOIDataset:
             action=pick(self.action),
         )
 
+    def position_labels(self) -> list[str]:
+        """A label per position for a dataset whose prompts share one layout: "BOS", "A" and "B"
+        for the two first-clause names (A first; which one is the IO depends on the order),
+        "S2", "END", and the template's own words elsewhere ("word (i)" where a word repeats).
+        Positions are named by role, never "IO", because ABBA and BABA prompts are mixed."""
+        if len(set(self.layout)) != 1:
+            raise ValueError(
+                f"position_labels needs prompts that share one layout, got {len(set(self.layout))} layouts: "
+                "use make_ioi_dataset(n, templates=[t]) without varied_actions, or ds.subset(...)")
+        end = int(self.end[0])
+        first, second = sorted((int(self.io_pos[0]), int(self.s1_pos[0])))
+        named = {0: "BOS", first: "A", second: "B", int(self.s2_pos[0]): "S2", end: "END"}
+        labels = [named.get(i, VOCAB[int(t)]) for i, t in enumerate(self.tokens[0, : end + 1])]
+        return [f"{w} ({i})" if labels.count(w) > 1 else w for i, w in enumerate(labels)]
+
     def by_order(self, order: str) -> IOIDataset:
         return self.subset([o == order for o in self.order])
 

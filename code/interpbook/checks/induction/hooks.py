@@ -15,30 +15,15 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from interpbook.checks import CheckFailed, call, expect_close, expect_tensor, passed
+from interpbook.checks import CheckFailed, FakeHook, call, expect_close, expect_tensor, passed
 
 __all__ = [
-    "FakeHook",
     "check_induction_score_hook",
     "check_ablate_head_hook",
     "check_loss_per_head_ablation",
     "check_head_outputs",
     "check_logit_attribution",
 ]
-
-
-class FakeHook:
-    """Stands in for a TransformerLens ``HookPoint`` when a check calls a hook function."""
-
-    def __init__(self, layer: int, kind: str):
-        self._layer = layer
-        self.name = f"blocks.{layer}.attn.{kind}"
-
-    def layer(self) -> int:
-        return self._layer
-
-    def __repr__(self) -> str:
-        return f"HookPoint(name={self.name!r})"
 
 
 # --- induction_score_hook ---------------------------------------------------------------------

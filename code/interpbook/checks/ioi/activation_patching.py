@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from interpbook.checks import CheckFailed, call, expect_close, expect_tensor, passed
+from interpbook.checks import CheckFailed, FakeHook, call, expect_close, expect_tensor, passed
 from interpbook.datasets.ioi import make_ioi_dataset
 
 __all__ = [
@@ -76,19 +76,6 @@ def check_normalised_patching_metric(fn: Callable) -> None:
 
 # --- patch_residual_hook ----------------------------------------------------------------------
 
-class _FakeHook:
-    """Stands in for a TransformerLens ``HookPoint``. Its name is the alias TransformerLens 4.x
-    reports for ``blocks.1.hook_resid_pre``: a hook should not need it."""
-
-    name = "blocks.1.hook_in"
-
-    def layer(self) -> int:
-        return 1
-
-    def __repr__(self) -> str:
-        return f"HookPoint(name={self.name!r})"
-
-
 def check_patch_residual_hook(fn: Callable) -> None:
     """``fn(resid, hook, pos, clean_resid)`` -> ``resid`` with ``[:, pos]`` taken from ``clean_resid``."""
     batch, n_pos, d_model = 3, 6, 4
@@ -96,7 +83,9 @@ def check_patch_residual_hook(fn: Callable) -> None:
     clean = -(corrupted + 1.0)
     for pos in (2, n_pos - 1, 0):
         resid, clean_arg = corrupted.clone(), clean.clone()
-        out = call(fn, resid, _FakeHook(), pos, clean_arg,
+        # Named with the alias TransformerLens 4.x reports for hook_resid_pre: a hook should not need it.
+        hook = FakeHook(1, name="blocks.1.hook_in")
+        out = call(fn, resid, hook, pos, clean_arg,
                    what=f"(resid and clean_resid of shape [{batch}, {n_pos}, {d_model}], pos={pos})")
         if not torch.equal(clean_arg, clean):
             raise CheckFailed(

@@ -24,32 +24,17 @@ from typing import Any
 
 import torch
 
-from interpbook.checks import CheckFailed, call, expect_close, expect_tensor, passed
+from interpbook.checks import CheckFailed, FakeHook, call, expect_close, expect_tensor, passed
 from interpbook.datasets.ioi import IOIDataset, make_ioi_dataset
 from interpbook.zoo import ioi_analysis
 
 __all__ = [
-    "FakeHook",
     "check_mean_by_layout",
     "check_mean_ablate_heads_hook",
     "check_circuit_logit_diff",
     "check_knockout_logit_diffs",
     "check_head_dla_with_hooks",
 ]
-
-
-class FakeHook:
-    """Stands in for a TransformerLens ``HookPoint`` when a check calls a hook function."""
-
-    def __init__(self, layer: int, kind: str = "hook_z"):
-        self._layer = layer
-        self.name = f"blocks.{layer}.attn.{kind}"
-
-    def layer(self) -> int:
-        return self._layer
-
-    def __repr__(self) -> str:
-        return f"HookPoint(name={self.name!r})"
 
 
 # --- mean_by_layout ---------------------------------------------------------------------------

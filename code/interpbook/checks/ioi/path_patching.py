@@ -24,31 +24,16 @@ from typing import Any
 import torch
 from transformer_lens import ActivationCache
 
-from interpbook.checks import CheckFailed, call, expect_close, expect_tensor, passed
+from interpbook.checks import CheckFailed, FakeHook, call, expect_close, expect_tensor, passed
 from interpbook.datasets.ioi import IOIDataset, make_ioi_dataset
 
 __all__ = [
-    "FakeHook",
     "check_direct_path_effect",
     "check_freeze_and_patch_z_hook",
     "check_patch_receiver_hook",
     "check_path_patch",
     "check_path_patch_sweep",
 ]
-
-
-class FakeHook:
-    """Stands in for a TransformerLens ``HookPoint`` when a check calls a hook function."""
-
-    def __init__(self, layer: int, kind: str):
-        self._layer = layer
-        self.name = f"blocks.{layer}.attn.{kind}"
-
-    def layer(self) -> int:
-        return self._layer
-
-    def __repr__(self) -> str:
-        return f"HookPoint(name={self.name!r})"
 
 
 # --- shared helpers ---------------------------------------------------------------------------
