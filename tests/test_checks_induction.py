@@ -16,7 +16,7 @@ import pytest
 import torch
 from transformer_lens import FactoredMatrix
 
-from interpbook.checks import CheckFailed
+from interpbook.checks import CheckFailed, leftover_hooks
 from interpbook.checks.induction import finding_induction_heads as fih
 from interpbook.checks.induction import hooks as hk
 from interpbook.checks.induction import reverse_engineering as rev
@@ -473,7 +473,7 @@ def test_loss_per_head_ablation_rejects_leftover_hooks(model):
     try:
         with pytest.raises(CheckFailed, match=r"hooks were still attached.*model\.reset_hooks\(\)"):
             hk.check_loss_per_head_ablation(loss_per_head_ablation_leaves_hooks, model)
-        assert not hk._leftover_hooks(model), "the check should have reset the learner's hooks"
+        assert not leftover_hooks(model), "the check should have reset the learner's hooks"
     finally:
         model.reset_hooks()
 

@@ -14,7 +14,7 @@ import functools
 import pytest
 import torch
 
-from interpbook.checks import CheckFailed
+from interpbook.checks import CheckFailed, leftover_hooks
 from interpbook.checks.ioi import activation_patching as ap
 from interpbook.checks.ioi import attribution_patching as atp
 from interpbook.checks.ioi import faithfulness as fa
@@ -296,7 +296,7 @@ def test_ap_resid_rejects_corrupted_cache(ap_model):
 def test_ap_resid_rejects_leftover_hooks(ap_model):
     with pytest.raises(CheckFailed, match="hooks were still attached"):
         ap.check_patch_residual_stream(ap_resid_add_hook, ap_model)
-    assert not ap._leftover_hooks(ap_model)
+    assert not leftover_hooks(ap_model)
 
 
 # --- patch_head_outputs ---
@@ -927,7 +927,7 @@ def test_cache_with_grads_rejects_alias_keys(atp_model):
 def test_cache_with_grads_rejects_leftover_hooks(atp_model):
     with pytest.raises(CheckFailed, match=r"hooks were still attached"):
         atp.check_cache_with_grads(cache_with_grads_leaves_hooks, atp_model)
-    assert not atp._leftover_hooks(atp_model)  # the check cleaned up
+    assert not leftover_hooks(atp_model)  # the check cleaned up
 
 
 # --- attribution_scores ---

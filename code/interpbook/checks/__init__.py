@@ -80,6 +80,33 @@ def expect_close(actual: torch.Tensor, expected: torch.Tensor, what: str, atol: 
         )
 
 
+def leftover_hooks(model: Any) -> list[str]:
+    """Names of the model's hook points that still have a (non-permanent) forward or backward
+    hook attached."""
+    out = []
+    for name, hp in model.hook_dict.items():
+        if hasattr(hp, "fwd_hooks"):  # TransformerLens keeps its own list of handles
+            handles = list(hp.fwd_hooks) + list(getattr(hp, "bwd_hooks", []))
+            if any(not getattr(h, "is_permanent", False) for h in handles):
+                out.append(name)
+        elif getattr(hp, "_forward_hooks", None) or getattr(hp, "_backward_hooks", None):
+            out.append(name)
+    return out
+
+
+def expect_no_leftover_hooks(model: Any, fn_name: str) -> None:
+    """After the learner's ``fn_name`` returned, no hook may stay attached: a forgotten hook
+    silently changes every later forward pass. Removes them before failing."""
+    leftover = leftover_hooks(model)
+    if leftover:
+        model.reset_hooks()
+        raise CheckFailed(
+            f"after `{fn_name}` returned, hooks were still attached to {leftover[:3]}, so every later forward "
+            "(or backward) pass runs them too, and they pile up. Use `model.run_with_hooks(...)` or a "
+            "`with model.hooks(...):` block, which remove their hooks at the end, or call "
+            "`model.reset_hooks()` before returning. (This check has now reset them.)")
+
+
 class FakeHook:
     """Stands in for a TransformerLens ``HookPoint`` when a check calls a learner's hook function:
     it has the two things a hook may use, ``.name`` and ``.layer()``. ``name`` overrides the

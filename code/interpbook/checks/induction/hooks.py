@@ -15,7 +15,15 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from interpbook.checks import CheckFailed, FakeHook, call, expect_close, expect_tensor, passed
+from interpbook.checks import (
+    CheckFailed,
+    FakeHook,
+    call,
+    expect_close,
+    expect_no_leftover_hooks,
+    expect_tensor,
+    passed,
+)
 
 __all__ = [
     "check_induction_score_hook",
@@ -157,8 +165,6 @@ def _reference_ablation(model: Any, tokens: torch.Tensor, seq_len: int, loss_fn)
     return out
 
 
-def _leftover_hooks(model: Any) -> list[str]:
-    return [name for name, hp in model.hook_dict.items() if getattr(hp, "_forward_hooks", None)]
 
 
 def check_loss_per_head_ablation(fn: Callable, model: Any) -> None:
@@ -170,14 +176,7 @@ def check_loss_per_head_ablation(fn: Callable, model: Any) -> None:
     with torch.no_grad():
         base_loss = _second_copy_loss(model(tokens), tokens, seq_len).item()
     got = call(fn, model, tokens, seq_len, what=f"(a batch of 2 repeated sequences, seq_len={seq_len})")
-    leftover = _leftover_hooks(model)
-    if leftover:
-        model.reset_hooks()
-        raise CheckFailed(
-            f"after your function returned, hooks were still attached to {leftover[:3]}, so every later "
-            "forward pass is ablated too. Use `model.run_with_hooks` (which removes its hooks at the end) "
-            "or call `model.reset_hooks()`. (This check has now reset them.)"
-        )
+    expect_no_leftover_hooks(model, getattr(fn, "__name__", "your function"))
     expect_tensor(got, "loss_per_head_ablation(...)", shape=(n_layers, n_heads), dims="n_layers n_heads",
                   floating=True)
     got = got.detach().float().cpu()

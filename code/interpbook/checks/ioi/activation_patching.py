@@ -21,7 +21,15 @@ from typing import Any
 
 import torch
 
-from interpbook.checks import CheckFailed, FakeHook, call, expect_close, expect_tensor, passed
+from interpbook.checks import (
+    CheckFailed,
+    FakeHook,
+    call,
+    expect_close,
+    expect_no_leftover_hooks,
+    expect_tensor,
+    passed,
+)
 from interpbook.datasets.ioi import make_ioi_dataset
 
 __all__ = [
@@ -146,25 +154,15 @@ def _setup(model: Any) -> dict[str, Any]:
                 corrupted_cache=corrupted_cache, metric=metric, s2=s2)
 
 
-def _leftover_hooks(model: Any) -> list[str]:
-    return [name for name, hp in model.hook_dict.items() if getattr(hp, "_forward_hooks", None)]
 
 
-def _no_leftover_hooks(model: Any) -> None:
-    leftover = _leftover_hooks(model)
-    if leftover:
-        model.reset_hooks()
-        raise CheckFailed(
-            f"after your function returned, hooks were still attached to {leftover[:3]}, so every later forward "
-            "pass is patched too (and the patches pile up). Use `model.run_with_hooks`, which removes its hooks "
-            "at the end, or call `model.reset_hooks()`. (This check has now reset them.)")
 
 
 def _patching_call(fn: Callable, model: Any, s: dict[str, Any], name: str, shape: tuple[int, ...],
                    dims: str) -> torch.Tensor:
     got = call(fn, model, s["corrupted"], s["clean_cache"], s["metric"],
                what=f"(8 ABC prompts of one layout, {s['corrupted'].shape[1]} positions, S2 at position {s['s2']})")
-    _no_leftover_hooks(model)
+    expect_no_leftover_hooks(model, getattr(fn, "__name__", "your function"))
     expect_tensor(got, name, shape=shape, dims=dims, floating=True)
     return got.detach().float().cpu()
 

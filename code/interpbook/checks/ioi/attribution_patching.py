@@ -27,7 +27,14 @@ from typing import Any
 
 import torch
 
-from interpbook.checks import CheckFailed, call, expect_close, expect_tensor, passed
+from interpbook.checks import (
+    CheckFailed,
+    call,
+    expect_close,
+    expect_no_leftover_hooks,
+    expect_tensor,
+    passed,
+)
 from interpbook.datasets.ioi import IOIDataset, make_ioi_dataset
 
 __all__ = [
@@ -53,24 +60,8 @@ def _mean_ld(logits: torch.Tensor, ds: IOIDataset) -> torch.Tensor:
     return (end_logits[b, ds.io_tok.to(logits.device)] - end_logits[b, ds.s_tok.to(logits.device)]).mean()
 
 
-def _leftover_hooks(model: Any) -> list[str]:
-    out = []
-    for name, hp in model.hook_dict.items():
-        handles = list(getattr(hp, "fwd_hooks", [])) + list(getattr(hp, "bwd_hooks", []))
-        if any(not getattr(h, "is_permanent", False) for h in handles):
-            out.append(name)
-    return out
 
 
-def _no_leftover_hooks(model: Any, fn_name: str) -> None:
-    leftover = _leftover_hooks(model)
-    if leftover:
-        model.reset_hooks()
-        raise CheckFailed(
-            f"after `{fn_name}` returned, hooks were still attached to {leftover[:3]}, so every later "
-            "forward (or backward) pass would run them too. Attach them with `with model.hooks(fwd_hooks=..., "
-            "bwd_hooks=...):` (removed when the block ends) or call `model.reset_hooks()` before returning. "
-            "(This check has now reset them.)")
 
 
 def _grad_off_hint(err: CheckFailed) -> CheckFailed:
@@ -135,7 +126,7 @@ def check_cache_with_grads(fn: Callable, model: Any) -> None:
 
     out = _call_no_grad(fn, model, tokens, metric, names,
                         what="(8 ABC prompts; metric: a weighted sum of three logits)")
-    _no_leftover_hooks(model, "cache_with_grads")
+    expect_no_leftover_hooks(model, "cache_with_grads")
     if not (isinstance(out, tuple) and len(out) == 2):
         raise CheckFailed(f"cache_with_grads should return a pair (acts, grads), got {type(out).__name__}.")
     acts = _expect_dict(out[0], "acts", names)
@@ -274,7 +265,7 @@ def check_attribution_patch(fn: Callable, model: Any) -> None:
     last = f"blocks.{n_layers - 1}.attn.hook_z"
     names = ["blocks.0.attn.hook_z", last, "blocks.1.hook_resid_pre"]
     out = _call_no_grad(fn, model, ds, names, what="(12 prompts of template 2)")
-    _no_leftover_hooks(model, "attribution_patch")
+    expect_no_leftover_hooks(model, "attribution_patch")
     out = _expect_dict(out, "attribution_patch(model, ds, hook_names)", names)
     n_pos = ds.tokens.shape[1]
     for name in names:
@@ -373,7 +364,7 @@ def check_metric_along_path(fn: Callable, model: Any) -> None:
     def run(hook_name: str, pos: int, head: int | None, what: str) -> torch.Tensor:
         args = (model, ds, hook_name, pos, alphas.clone())
         out = _call_no_grad(fn, *args, head, what=what) if head is not None else _call_no_grad(fn, *args, what=what)
-        _no_leftover_hooks(model, "metric_along_path")
+        expect_no_leftover_hooks(model, "metric_along_path")
         expect_tensor(out, f"metric_along_path(..., {hook_name!r}, pos={pos}, head={head})", shape=(len(alphas),),
                       dims="n_alphas", floating=True)
         out = out.detach().float().cpu()

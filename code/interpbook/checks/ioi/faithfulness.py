@@ -24,7 +24,15 @@ from typing import Any
 
 import torch
 
-from interpbook.checks import CheckFailed, FakeHook, call, expect_close, expect_tensor, passed
+from interpbook.checks import (
+    CheckFailed,
+    FakeHook,
+    call,
+    expect_close,
+    expect_no_leftover_hooks,
+    expect_tensor,
+    passed,
+)
 from interpbook.datasets.ioi import IOIDataset, make_ioi_dataset
 from interpbook.zoo import ioi_analysis
 
@@ -162,19 +170,8 @@ def _all_heads(model: Any) -> list[tuple[int, int]]:
     return [(layer, h) for layer in range(model.cfg.n_layers) for h in range(model.cfg.n_heads)]
 
 
-def _leftover_hooks(model: Any) -> list[str]:
-    return [name for name, hp in model.hook_dict.items() if getattr(hp, "_forward_hooks", None)]
 
 
-def _no_leftover_hooks(model: Any) -> None:
-    leftover = _leftover_hooks(model)
-    if leftover:
-        model.reset_hooks()
-        raise CheckFailed(
-            f"after your function returned, hooks were still attached to {leftover[:3]}, so every later forward "
-            "pass is ablated too. Use `model.run_with_hooks` (or a `with model.hooks(...)` block), which removes "
-            "its hooks at the end. (This check has now reset them.)"
-        )
 
 
 def _as_batch(value: Any, ds: IOIDataset, what: str) -> torch.Tensor:
@@ -253,7 +250,7 @@ def check_circuit_logit_diff(fn: Callable, model: Any) -> None:
 
     got = _as_batch(call(fn, model, ds, list(all_heads), what=what + ", circuit = every head"), ds,
                     "circuit_logit_diff(model, ds, every head)")
-    _no_leftover_hooks(model)
+    expect_no_leftover_hooks(model, getattr(fn, "__name__", "your function"))
     if not torch.allclose(got, clean, atol=1e-3) and torch.allclose(got, all_ablated, atol=1e-2):
         raise CheckFailed(
             "with every head in the circuit you returned the logit difference of a model with every head "
@@ -265,7 +262,7 @@ def check_circuit_logit_diff(fn: Callable, model: Any) -> None:
         "logit difference at END (check that you read the logits at ds.end, not at position -1)."))
 
     got = _as_batch(call(fn, model, ds, [], what=what + ", circuit = []"), ds, "circuit_logit_diff(model, ds, [])")
-    _no_leftover_hooks(model)
+    expect_no_leftover_hooks(model, getattr(fn, "__name__", "your function"))
     if not torch.allclose(got, all_ablated, atol=1e-2):
         if torch.allclose(got, clean, atol=1e-3):
             raise CheckFailed("with an empty circuit you returned the clean model's logit difference: nothing was "
@@ -288,7 +285,7 @@ def check_circuit_logit_diff(fn: Callable, model: Any) -> None:
     circuit = [x for x in all_heads if x not in [(last, h) for h in removed]]
     got = _as_batch(call(fn, model, ds, circuit, what=what + f", circuit = every head but {last}.{removed[0]} and "
                          f"{last}.{removed[1]}"), ds, "circuit_logit_diff(...)")
-    _no_leftover_hooks(model)
+    expect_no_leftover_hooks(model, getattr(fn, "__name__", "your function"))
     expect_close(got, _last_layer_route(model, ds, removed),
                  f"circuit_logit_diff with heads {last}.{removed[0]} and {last}.{removed[1]} outside the circuit",
                  atol=1e-2, hint=(
@@ -314,7 +311,7 @@ def check_knockout_logit_diffs(fn: Callable, model: Any) -> None:
     ]
     for knocked, label in cases:
         out = call(fn, model, ds, list(circuit), list(knocked), what=f"({label})")
-        _no_leftover_hooks(model)
+        expect_no_leftover_hooks(model, getattr(fn, "__name__", "your function"))
         if not (isinstance(out, tuple) and len(out) == 2):
             raise CheckFailed(f"return a tuple (model_without, circuit_without); got {type(out).__name__}.")
         model_minus = _as_batch(out[0], ds, "the model-without-K logit differences")
@@ -344,7 +341,7 @@ def check_head_dla_with_hooks(fn: Callable, model: Any) -> None:
     shape = (model.cfg.n_layers, model.cfg.n_heads)
     what = "(24 prompts of two templates of different lengths)"
     plain = call(fn, model, ds, [], what=what + ", no hooks")
-    _no_leftover_hooks(model)
+    expect_no_leftover_hooks(model, getattr(fn, "__name__", "your function"))
     expect_tensor(plain, "head_dla_with_hooks(model, ds, [])", shape=shape, dims="n_layers n_heads", floating=True)
     plain = plain.detach().float().cpu()
     reference = ioi_analysis.head_summary(model, ds, ablation=False)["dla"]
@@ -357,7 +354,7 @@ def check_head_dla_with_hooks(fn: Callable, model: Any) -> None:
     ablated = [(0, model.cfg.n_heads - 2), (last, model.cfg.n_heads - 3)]
     hooks = _replace_hooks(model, ablated, "layout", ds.layout)
     with_hooks = call(fn, model, ds, hooks, what=what + f", hooks mean-ablating heads {ablated}")
-    _no_leftover_hooks(model)
+    expect_no_leftover_hooks(model, getattr(fn, "__name__", "your function"))
     expect_tensor(with_hooks, "head_dla_with_hooks(model, ds, hooks)", shape=shape, dims="n_layers n_heads")
     with_hooks = with_hooks.detach().float().cpu()
     ld_change = (ioi_analysis.ablated_logit_diff(model, ds, ablated).mean()

@@ -24,7 +24,15 @@ from typing import Any
 import torch
 from transformer_lens import ActivationCache
 
-from interpbook.checks import CheckFailed, FakeHook, call, expect_close, expect_tensor, passed
+from interpbook.checks import (
+    CheckFailed,
+    FakeHook,
+    call,
+    expect_close,
+    expect_no_leftover_hooks,
+    expect_tensor,
+    passed,
+)
 from interpbook.datasets.ioi import IOIDataset, make_ioi_dataset
 
 __all__ = [
@@ -68,19 +76,8 @@ def _head_out(model: Any, cache_a, cache_b, layer: int, head: int) -> torch.Tens
     return dz @ model.W_O[layer, head].to(dz.dtype)
 
 
-def _leftover_hooks(model: Any) -> list[str]:
-    return [name for name, hp in model.hook_dict.items() if getattr(hp, "_forward_hooks", None)]
 
 
-def _no_leftovers(model: Any) -> None:
-    leftover = _leftover_hooks(model)
-    if leftover:
-        model.reset_hooks()
-        raise CheckFailed(
-            f"after your function returned, hooks were still attached to {leftover[:3]}, so every later "
-            "forward pass is patched too. Use `model.run_with_hooks` (which removes its hooks at the end) "
-            "or call `model.reset_hooks()`. (This check has now reset them.)"
-        )
 
 
 # --- direct_path_effect -----------------------------------------------------------------------
@@ -335,7 +332,7 @@ def check_path_patch(fn: Callable, model: Any) -> None:
     for sender, receivers, component in _PATH_CASES:
         what = f"(sender {sender}, receivers {receivers}, component {component!r}; {len(ds)} prompts)"
         got = call(fn, model, ds, sender, list(receivers), component, clean_cache, corrupted_cache, what=what)
-        _no_leftovers(model)
+        expect_no_leftover_hooks(model, getattr(fn, "__name__", "your function"))
         expect_tensor(got, f"path_patch{what}", shape=(len(ds),), dims="batch", floating=True)
         got = got.detach().float().cpu()
         with torch.no_grad():
@@ -384,7 +381,7 @@ def check_path_patch_sweep(fn: Callable, model: Any) -> None:
     receivers, component = [(1, 7), (2, 6)], "q"
     got = call(fn, model, ds, receivers, component, clean_cache, corrupted_cache, ld_clean, ld_corrupted,
                what=f"(receivers {receivers}, component 'q', ld_clean {ld_clean:.2f}, ld_corrupted {ld_corrupted:.2f})")
-    _no_leftovers(model)
+    expect_no_leftover_hooks(model, getattr(fn, "__name__", "your function"))
     expect_tensor(got, "path_patch_sweep(...)", shape=(n_layers, n_heads), dims="n_layers n_heads", floating=True)
     got = got.detach().float().cpu()
     last = max(l for l, _ in receivers)
