@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from interpbook.datasets import ioi as ioi_data
-from interpbook.datasets.ioi import NAME_IDS
 from interpbook.zoo import ioi, ioi_analysis
 from interpbook.zoo.checkpoints import load_metrics
 from interpbook.zoo.registry import load_model, spec
@@ -112,13 +110,7 @@ def test_late_head_reads_s2_and_raises_the_io(model, heads):
     layer, head = ioi.SHIPPED_CIRCUIT["s_mover"]
     assert hs["end_to_s2"][layer, head] > 0.35
     assert hs["dla"][layer, head] > 2.0
-    with torch.no_grad():
-        _, cache = model.run_with_cache(ds.tokens, names_filter=lambda n: n.endswith("hook_z"))
-    b = torch.arange(len(ds))
-    out = cache[f"blocks.{layer}.attn.hook_z"][b, ds.end, head] @ model.W_O[layer, head]
-    w = model.W_U - model.W_U[:, NAME_IDS].mean(1, keepdim=True)
-    io_up = (out * w[:, ds.io_tok].T).sum(-1).mean()
-    s_down = -(out * w[:, ds.s_tok].T).sum(-1).mean()
+    io_up, s_down = ioi_analysis.direct_effect_split(model, ds, layer, head)
     assert io_up > 2 * s_down > 0, (io_up, s_down)
 
 

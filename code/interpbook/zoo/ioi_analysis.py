@@ -14,7 +14,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from interpbook.datasets.ioi import IOIDataset, make_ioi_dataset
+from interpbook.datasets.ioi import NAME_IDS, IOIDataset, make_ioi_dataset
 
 
 def final_logits(
@@ -26,12 +26,31 @@ def final_logits(
 
 
 @torch.no_grad()
-def logit_diff(model, ds: IOIDataset, corrupted: bool = False) -> Float[Tensor, " batch"]:
-    """Per-prompt logit(IO) - logit(S) at END (on the ABC prompts if ``corrupted``)."""
-    toks = ds.corrupted_tokens if corrupted else ds.tokens
-    lg = final_logits(model, toks, ds.end).float().cpu()
+def logit_diff(model, ds: IOIDataset, corrupted: bool = False,
+               fwd_hooks: Sequence[tuple[Any, Any]] = ()) -> Float[Tensor, " batch"]:
+    """Per-prompt logit(IO) - logit(S) at END (on the ABC prompts if ``corrupted``), with
+    ``fwd_hooks`` attached for this one forward pass."""
+    toks = (ds.corrupted_tokens if corrupted else ds.tokens).to(model.cfg.device)
+    logits = model.run_with_hooks(toks, fwd_hooks=list(fwd_hooks)) if fwd_hooks else model(toks)
+    lg = logits[torch.arange(len(ds), device=logits.device), ds.end.to(logits.device)].float().cpu()
     idx = torch.arange(len(ds))
     return lg[idx, ds.io_tok] - lg[idx, ds.s_tok]
+
+
+@torch.no_grad()
+def direct_effect_split(model, ds: IOIDataset, layer: int, head: int) -> tuple[float, float]:
+    """(IO up, S down): the mean direct effect of head ``layer.head``'s END output on the IO's
+    logit and (negated) on the subject's, each measured against the average name's logit, so a
+    head that raised every name alike counts as neither."""
+    name = f"blocks.{layer}.attn.hook_z"
+    _, cache = model.run_with_cache(ds.tokens.to(model.cfg.device), names_filter=lambda n: n == name)
+    b = torch.arange(len(ds))
+    out = (cache[name][b, ds.end, head] @ model.W_O[layer, head]).float().cpu()  # [batch, d_model]
+    w_u = model.W_U.float().cpu()
+    w = w_u - w_u[:, NAME_IDS].mean(1, keepdim=True)
+    io_up = (out * w[:, ds.io_tok].T).sum(-1).mean().item()
+    s_down = -(out * w[:, ds.s_tok].T).sum(-1).mean().item()
+    return io_up, s_down
 
 
 @torch.no_grad()
@@ -117,14 +136,9 @@ def _mean_ablation_hooks(ds: IOIDataset, heads: Sequence[tuple[int, int]]) -> li
 
 
 @torch.no_grad()
-def ablated_logit_diff(model, ds: IOIDataset, heads: Sequence[tuple[int, int]],
-                       return_cache_of: Sequence[str] = ()) -> Float[Tensor, " batch"]:
+def ablated_logit_diff(model, ds: IOIDataset, heads: Sequence[tuple[int, int]]) -> Float[Tensor, " batch"]:
     """Logit difference per prompt with the heads ``(layer, head)`` mean-ablated (per template)."""
-    hooks = _mean_ablation_hooks(ds, heads)
-    logits = model.run_with_hooks(ds.tokens.to(model.cfg.device), fwd_hooks=hooks)
-    lg = logits[torch.arange(len(ds)), ds.end.to(logits.device)].float().cpu()
-    idx = torch.arange(len(ds))
-    return lg[idx, ds.io_tok] - lg[idx, ds.s_tok]
+    return logit_diff(model, ds, fwd_hooks=_mean_ablation_hooks(ds, heads))
 
 
 @torch.no_grad()

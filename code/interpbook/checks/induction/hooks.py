@@ -165,8 +165,6 @@ def _reference_ablation(model: Any, tokens: torch.Tensor, seq_len: int, loss_fn)
     return out
 
 
-
-
 def check_loss_per_head_ablation(fn: Callable, model: Any) -> None:
     """``fn(model, tokens, seq_len)`` -> [n_layers, n_heads]: increase in the second copy's loss
     when each head is zero-ablated."""

@@ -154,10 +154,6 @@ def _setup(model: Any) -> dict[str, Any]:
                 corrupted_cache=corrupted_cache, metric=metric, s2=s2)
 
 
-
-
-
-
 def _patching_call(fn: Callable, model: Any, s: dict[str, Any], name: str, shape: tuple[int, ...],
                    dims: str) -> torch.Tensor:
     got = call(fn, model, s["corrupted"], s["clean_cache"], s["metric"],

@@ -60,10 +60,6 @@ def _mean_ld(logits: torch.Tensor, ds: IOIDataset) -> torch.Tensor:
     return (end_logits[b, ds.io_tok.to(logits.device)] - end_logits[b, ds.s_tok.to(logits.device)]).mean()
 
 
-
-
-
-
 def _grad_off_hint(err: CheckFailed) -> CheckFailed:
     """Turn autograd's 'does not require grad' into advice about the page's global switch."""
     text = str(err)

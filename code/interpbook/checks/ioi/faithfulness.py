@@ -170,21 +170,9 @@ def _all_heads(model: Any) -> list[tuple[int, int]]:
     return [(layer, h) for layer in range(model.cfg.n_layers) for h in range(model.cfg.n_heads)]
 
 
-
-
-
-
 def _as_batch(value: Any, ds: IOIDataset, what: str) -> torch.Tensor:
     expect_tensor(value, what, shape=(len(ds),), dims="batch", floating=True)
     return value.detach().float().cpu()
-
-
-@torch.no_grad()
-def _run_ld(model: Any, ds: IOIDataset, hooks: list) -> torch.Tensor:
-    logits = model.run_with_hooks(ds.tokens.to(model.cfg.device), fwd_hooks=hooks)
-    lg = logits[torch.arange(len(ds), device=logits.device), ds.end.to(logits.device)].float().cpu()
-    idx = torch.arange(len(ds))
-    return lg[idx, ds.io_tok] - lg[idx, ds.s_tok]
 
 
 def _replace_hooks(model: Any, heads: Sequence[tuple[int, int]], how: str, layout: Sequence[int]) -> list:
@@ -267,12 +255,12 @@ def check_circuit_logit_diff(fn: Callable, model: Any) -> None:
         if torch.allclose(got, clean, atol=1e-3):
             raise CheckFailed("with an empty circuit you returned the clean model's logit difference: nothing was "
                               "ablated. With circuit = [] every head must be mean-ablated.")
-        if torch.allclose(got, _run_ld(model, ds, _replace_hooks(model, all_heads, "zero", ds.layout)), atol=1e-2):
+        if torch.allclose(got, ioi_analysis.logit_diff(model, ds, fwd_hooks=_replace_hooks(model, all_heads, "zero", ds.layout)), atol=1e-2):
             raise CheckFailed(
                 "your numbers match zero-ablation: you set the heads outside the circuit to zero. Replace them by "
                 "their mean over prompts of the same layout instead (zero is a value these heads never take)."
             )
-        if torch.allclose(got, _run_ld(model, ds, _replace_hooks(model, all_heads, "batch", ds.layout)), atol=1e-2):
+        if torch.allclose(got, ioi_analysis.logit_diff(model, ds, fwd_hooks=_replace_hooks(model, all_heads, "batch", ds.layout)), atol=1e-2):
             raise CheckFailed(
                 "your numbers match ablation by the mean over the whole batch. This dataset has two templates "
                 "of different lengths, so take the mean over prompts with the same `ds.layout` only."

@@ -76,10 +76,6 @@ def _head_out(model: Any, cache_a, cache_b, layer: int, head: int) -> torch.Tens
     return dz @ model.W_O[layer, head].to(dz.dtype)
 
 
-
-
-
-
 # --- direct_path_effect -----------------------------------------------------------------------
 
 @torch.no_grad()
