@@ -45,6 +45,7 @@ _MODEL_MODULES = (
     "interpbook.zoo.brackets",
     "interpbook.zoo.modular_addition",
     "interpbook.zoo.gpt_mini",
+    "interpbook.zoo.gpt_mini_sae",
 )
 _loaded = False
 
