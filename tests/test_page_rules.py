@@ -259,11 +259,17 @@ def test_pages_have_no_export_tags_left():
 
 @pytest.mark.parametrize("chapter", sorted({section_of(p.relative_to(REPO)).chapter for p in EXERCISE_PAGES}))
 def test_every_check_rejects_a_tested_wrong_answer(chapter):
-    path = REPO / "tests" / f"test_checks_{chapter}.py"
-    assert path.exists(), f"{path.relative_to(REPO)} should hold a wrong answer for each of the chapter's checks"
-    source = path.read_text(encoding="utf-8")
-    tests = [ast.get_source_segment(source, n) or "" for n in ast.parse(source).body
-             if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")]
+    # One file for the chapter (tests/test_checks_<chapter>.py), or one per section
+    # (tests/test_checks_<chapter>_<section>.py), or both.
+    paths = sorted((REPO / "tests").glob(f"test_checks_{chapter}.py")) + sorted(
+        (REPO / "tests").glob(f"test_checks_{chapter}_*.py"))
+    assert paths, (f"tests/test_checks_{chapter}.py (or tests/test_checks_{chapter}_<section>.py) should hold "
+                   "a wrong answer for each of the chapter's checks")
+    tests = []
+    for path in paths:
+        source = path.read_text(encoding="utf-8")
+        tests += [ast.get_source_segment(source, n) or "" for n in ast.parse(source).body
+                  if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")]
     missing = []
     for page in EXERCISE_PAGES:
         section = section_of(page.relative_to(REPO))
@@ -273,7 +279,8 @@ def test_every_check_rejects_a_tested_wrong_answer(chapter):
         for name in (n for n in checks.__all__ if n.startswith("check_")):
             if not any(f".{name}(" in t and "pytest.raises(CheckFailed" in t for t in tests):
                 missing.append(f"{section.checks_module}.{name}")
-    assert not missing, f"no test in {path.name} shows these checks rejecting a plausible wrong answer: {missing}"
+    names = ", ".join(p.name for p in paths)
+    assert not missing, f"no test in {names} shows these checks rejecting a plausible wrong answer: {missing}"
 
 
 # --- exercise labels are unique across the book ------------------------------------------------

@@ -168,3 +168,34 @@ def circuit_diagram(nodes: Sequence[dict], edges: Sequence[tuple[str, str, float
                    zeroline=False, showgrid=False),
         yaxis=dict(visible=False, range=[min(ys) - 0.8, max(ys) + 0.9]))
     return fig
+
+
+def token_highlights(rows: Sequence[Sequence[str]], values, *, title: str = "",
+                     labels: Sequence[str] | None = None, vmax: float | None = None):
+    """Text with each token shaded by its value (e.g. an SAE latent's activation), one row per
+    snippet; hovering a token shows its value. ``values`` is ``[rows, tokens]`` (ragged lists
+    are fine). Plain HTML (no JavaScript), so it renders in the book, Jupyter and Colab.
+    Negative values are shaded blue, positive ones orange."""
+    import html as _html
+
+    from IPython.display import HTML
+
+    vals = [_np(v).astype(float).ravel() for v in values]
+    if len(vals) != len(rows) or any(len(v) != len(r) for v, r in zip(vals, rows)):
+        raise ValueError("token_highlights: values must have one number per token of each row "
+                         f"(got {len(rows)} rows of tokens and {len(vals)} rows of values)")
+    top = vmax if vmax is not None else max((float(np.abs(v).max()) for v in vals if len(v)), default=1.0) or 1.0
+    parts = [f"<div class='interpbook-tokens'><b>{_html.escape(title)}</b>" if title else "<div class='interpbook-tokens'>"]
+    for i, (toks, v) in enumerate(zip(rows, vals)):
+        label = f"<span style='color:#666;font-family:sans-serif'>{_html.escape(labels[i])} </span>" if labels else ""
+        spans = []
+        for t, x in zip(toks, v):
+            a = min(1.0, abs(x) / top)
+            rgb = "255,140,0" if x >= 0 else "30,110,230"
+            text = _html.escape(t).replace("\n", "↵")
+            spans.append(f"<span title='{x:.3g}' style='background:rgba({rgb},{a:.2f});"
+                         f"border-radius:2px'>{text}</span>")
+        parts.append(f"<div style='font-family:monospace;white-space:pre-wrap;margin:2px 0;"
+                     f"line-height:1.6'>{label}{''.join(spans)}</div>")
+    parts.append("</div>")
+    return HTML("".join(parts))

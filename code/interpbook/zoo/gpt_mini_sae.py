@@ -125,14 +125,14 @@ def residual_stream(model: Any, tokens: Int[Tensor, "batch pos"], layer: int = R
     if not 0 <= layer <= n_layers:
         raise ValueError(f"layer must be between 0 and {n_layers} (the model has {n_layers} blocks), got {layer}")
     out = []
+    last = f"blocks.{n_layers - 1}.hook_resid_post"
     for i in range(0, len(tokens), chunk):
         t = tokens[i : i + chunk].to(model.cfg.device)
         if layer < n_layers:
             out.append(model(t, stop_at_layer=layer).float().cpu())
         else:
-            name = f"blocks.{n_layers - 1}.hook_resid_post"
-            _, cache = model.run_with_cache(t, names_filter=lambda n: n == name)
-            out.append(cache[name].float().cpu())
+            _, cache = model.run_with_cache(t, names_filter=lambda n: n == last)
+            out.append(cache[last].float().cpu())
     return torch.cat(out)
 
 

@@ -1,0 +1,1 @@
+"""Solutions of the chapter `pragmatic` (generated; see `interpbook.solutions`)."""
