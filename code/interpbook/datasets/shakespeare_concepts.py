@@ -24,6 +24,7 @@ held-out plays (Macbeth, Twelfth Night) the probes are tested on.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 
 import numpy as np
@@ -95,13 +96,15 @@ def token_labels(tokenizer_json: str, text: str) -> tuple[Tensor, dict[str, Tens
 
     enc = Tokenizer.from_str(tokenizer_json).encode(text)
     chars = {"stage_direction": stage_direction_chars(text), "verse": verse_chars(text)}
+    offsets = np.array(enc.offsets, dtype=np.int64).reshape(-1, 2)
+    start, end = offsets[:, 0], offsets[:, 1]
     labels = {}
     for name, per_char in chars.items():
-        lab = np.full(len(enc.ids), UNLABELLED, dtype=np.int8)
-        for i, (a, b) in enumerate(enc.offsets):
-            span = per_char[a:b]
-            if len(span) and (span == span[0]).all():
-                lab[i] = span[0]
+        # changes[i]: how many times the label changes between characters 0 and i, so a token's
+        # characters [start, end) share one label exactly when changes[end - 1] == changes[start].
+        changes = np.concatenate([[0], np.cumsum(per_char[1:] != per_char[:-1])])
+        uniform = (end > start) & (changes[np.maximum(end - 1, 0)] == changes[np.minimum(start, len(text) - 1)])
+        lab = np.where(uniform, per_char[np.minimum(start, len(text) - 1)], UNLABELLED).astype(np.int8)
         labels[name] = torch.from_numpy(lab)
     return torch.tensor(enc.ids, dtype=torch.int16), labels
 
@@ -124,7 +127,9 @@ def concept_streams(split: str = "train") -> tuple[Tensor, dict[str, Tensor]]:
     tokens = torch.cat([p[0] for p in parts])
     labels = {c: torch.cat([p[1][c] for p in parts]) for c in CONCEPTS}
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"tokens": tokens, "labels": labels}, path)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # atomic: parallel builds and tests read it
+    torch.save({"tokens": tokens, "labels": labels}, tmp)
+    os.replace(tmp, path)
     return tokens.long(), labels
 
 

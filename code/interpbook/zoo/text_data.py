@@ -145,5 +145,7 @@ def token_streams(tokenizer_json: str) -> tuple[torch.Tensor, torch.Tensor]:
     train, val = split_texts()
     tr, va = _encode(tokenizer_json, train), _encode(tokenizer_json, val)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"train": tr, "val": va}, path)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # atomic: parallel builds and tests read it
+    torch.save({"train": tr, "val": va}, tmp)
+    os.replace(tmp, path)
     return tr.long(), va.long()
