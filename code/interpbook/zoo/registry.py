@@ -46,6 +46,7 @@ _MODEL_MODULES = (
     "interpbook.zoo.modular_addition",
     "interpbook.zoo.gpt_mini",
     "interpbook.zoo.gpt_mini_sae",
+    "interpbook.zoo.othello",
 )
 _loaded = False
 
