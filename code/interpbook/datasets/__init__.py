@@ -1,4 +1,5 @@
-"""Synthetic data sets the book generates itself (no downloads).
+"""Data sets the book generates or labels itself (the Shakespeare text is the one download:
+see ``interpbook.zoo.text_data``).
 
 ``interpbook.datasets.brackets``: strings of ``(`` and ``)`` labelled balanced / unbalanced,
 with the tokenisation the ``brackets-classifier`` model reads.
