@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import tempfile
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from torch import Tensor
 from interpbook.zoo import phenomena, text_data
 from interpbook.zoo.native import build_native, hf_tokenizer, load_native_checkpoint
 from interpbook.zoo.registry import ModelSpec, register
-from interpbook.zoo.train import BestStep, Stopwatch, adamw, run_steps, training_run, write_checkpoint
+from interpbook.zoo.train import BestStep, Stopwatch, adamw, run_recipe, run_steps, write_checkpoint
 
 HUB_REPOS = {
     "attn-only-2l": "NeelNanda/Attn_Only_2L512W_C4_Code",
@@ -176,11 +176,7 @@ def _selection_score(ev: dict[str, Any], n_layers: int) -> float:
 
 def train(name: str, device: str | None = None, **overrides: Any) -> dict[str, Any]:
     """Train ``name`` deterministically and save its checkpoint; returns the metrics."""
-    r = replace(RECIPES[name], **overrides)
-    device = device or "cpu"
-    # One thread on a CPU (see zoo/train.py); restored afterwards, as is the determinism flag.
-    with training_run(r.seed, threads=1 if device == "cpu" else None, deterministic=True):
-        return _train(name, r, device)
+    return run_recipe(RECIPES[name], _train, name, device, **overrides)
 
 
 def _train(name: str, r: Recipe, device: str) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 import tempfile
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from torch import Tensor
 from interpbook.zoo import phenomena, text_data
 from interpbook.zoo.native import build_native, hf_tokenizer, load_native_checkpoint
 from interpbook.zoo.registry import ModelSpec, register
-from interpbook.zoo.train import BestStep, Stopwatch, adamw, run_steps, training_run, write_checkpoint
+from interpbook.zoo.train import BestStep, Stopwatch, adamw, run_recipe, run_steps, write_checkpoint
 
 NAME = "gpt-mini"
 HUB_NAME = "gpt2"
@@ -109,27 +109,28 @@ def _lr_factor(step: int, r: Recipe) -> float:
     return warm * (r.min_lr_frac + (1 - r.min_lr_frac) * cos)
 
 
+def held_out_tokens(n_windows: int = 256, n_ctx: int = 128, seed: int = 999) -> Int[Tensor, "n n_ctx"]:
+    """Fixed windows ``[bos, ...]`` of the held-out plays (Macbeth, Twelfth Night), in the
+    shipped tokenizer: the evaluation text of ``gpt-mini`` and of its SAE."""
+    from interpbook.zoo import checkpoints
+
+    tok_json = checkpoints.tokenizer_path("gpt-mini").read_text()
+    _, val_stream = text_data.token_streams(tok_json)
+    return text_windows(val_stream, n_windows, n_ctx, torch.Generator().manual_seed(seed))
+
+
 @torch.no_grad()
 def held_out_loss(model: Any, n_windows: int = 16, n_ctx: int = 128, seed: int = 999) -> float:
     """Mean next-token loss on fixed windows of the held-out plays (Macbeth, Twelfth Night).
 
     128-token windows by default: the attention-only models' context, so the two families are
     compared on exactly the same tokens."""
-    from interpbook.zoo import checkpoints
-
-    tok_json = checkpoints.tokenizer_path("gpt-mini").read_text()
-    _, val_stream = text_data.token_streams(tok_json)
-    g = torch.Generator().manual_seed(seed)
-    tokens = text_windows(val_stream, n_windows, n_ctx, g)
-    return phenomena.per_token_loss(model, tokens).mean().item()
+    return phenomena.per_token_loss(model, held_out_tokens(n_windows, n_ctx, seed)).mean().item()
 
 
 def train(name: str = NAME, device: str | None = None, **overrides: Any) -> dict[str, Any]:
     """Train ``gpt-mini`` deterministically and save its checkpoint; returns the metrics."""
-    r = replace(RECIPE, **overrides)
-    device = device or "cpu"
-    with training_run(r.seed, threads=1 if device == "cpu" else None, deterministic=True):
-        return _train(name, r, device)
+    return run_recipe(RECIPE, _train, name, device, **overrides)
 
 
 def _train(name: str, r: Recipe, device: str) -> dict[str, Any]:

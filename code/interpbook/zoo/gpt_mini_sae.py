@@ -19,17 +19,17 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
-from interpbook.zoo import checkpoints, text_data
+from interpbook.zoo import checkpoints, phenomena, text_data
+from interpbook.zoo.gpt_mini import held_out_tokens, text_windows
 from interpbook.zoo.registry import ModelSpec, register
-from interpbook.zoo.train import Stopwatch, run_steps, training_run, write_checkpoint
+from interpbook.zoo.train import Stopwatch, run_recipe, run_steps, write_checkpoint
 
 NAME = "gpt-mini-sae"
 BASE_MODEL = "gpt-mini"
@@ -89,30 +89,19 @@ class TopKSAE(nn.Module):
     def pre_acts(self, x: Float[Tensor, "... d_in"]) -> Float[Tensor, "... d_sae"]:
         return (x - self.b_dec) @ self.W_enc + self.b_enc
 
-    def encode(self, x: Float[Tensor, "... d_in"]) -> Float[Tensor, "... d_sae"]:
-        pre = torch.relu(self.pre_acts(x))
-        top = pre.topk(self.k, dim=-1)
+    def topk(self, pre: Float[Tensor, "... d_sae"]) -> Float[Tensor, "... d_sae"]:
+        """Keep the ``k`` largest of ``ReLU(pre)``, zero the rest."""
+        top = torch.relu(pre).topk(self.k, dim=-1)
         return torch.zeros_like(pre).scatter(-1, top.indices, top.values)
+
+    def encode(self, x: Float[Tensor, "... d_in"]) -> Float[Tensor, "... d_sae"]:
+        return self.topk(self.pre_acts(x))
 
     def decode(self, f: Float[Tensor, "... d_sae"]) -> Float[Tensor, "... d_in"]:
         return f @ self.W_dec + self.b_dec
 
     def forward(self, x: Float[Tensor, "... d_in"]) -> Float[Tensor, "... d_in"]:
         return self.decode(self.encode(x))
-
-
-def text_windows(stream: Tensor, n: int, n_ctx: int, g: torch.Generator) -> Int[Tensor, "n n_ctx"]:
-    """``n`` random windows ``[bos, t_1 .. t_{n_ctx-1}]`` of a token stream."""
-    from interpbook.zoo.gpt_mini import text_windows as windows
-
-    return windows(stream, n, n_ctx, g)
-
-
-def held_out_tokens(n_windows: int = 256, n_ctx: int = 128, seed: int = 999) -> Int[Tensor, "n n_ctx"]:
-    """Fixed windows of the held-out plays (Macbeth, Twelfth Night): evaluation text."""
-    tok_json = checkpoints.tokenizer_path(BASE_MODEL).read_text()
-    _, val_stream = text_data.token_streams(tok_json)
-    return text_windows(val_stream, n_windows, n_ctx, torch.Generator().manual_seed(seed))
 
 
 @torch.no_grad()
@@ -165,19 +154,11 @@ def zero_hook(act: Tensor, hook: Any = None) -> Tensor:
     return out
 
 
-@torch.no_grad()
 def next_token_loss(model: Any, tokens: Int[Tensor, "batch pos"], fwd_hooks: list | None = None,
                     chunk: int = 32) -> float:
-    """Mean next-token loss over every position, optionally with hooks applied."""
-    total, count = 0.0, 0
-    for i in range(0, len(tokens), chunk):
-        t = tokens[i : i + chunk].to(model.cfg.device)
-        logits = model.run_with_hooks(t, fwd_hooks=fwd_hooks or []).float()
-        loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), t[:, 1:].reshape(-1),
-                               reduction="sum")
-        total += loss.item()
-        count += t[:, 1:].numel()
-    return total / count
+    """Mean next-token loss over every position, optionally with hooks applied, in chunks."""
+    losses = [phenomena.per_token_loss(model, tokens[i : i + chunk], fwd_hooks) for i in range(0, len(tokens), chunk)]
+    return torch.cat([x.flatten() for x in losses]).mean().item()
 
 
 @torch.no_grad()
@@ -224,10 +205,7 @@ def aux_k_loss(sae: TopKSAE, x: Tensor, recon: Tensor, pre: Tensor, dead: Tensor
 
 def train(name: str = NAME, device: str | None = None, **overrides: Any) -> dict[str, Any]:
     """Train ``gpt-mini-sae`` deterministically and save it; returns the metrics."""
-    r = replace(RECIPE, **overrides)
-    device = device or "cpu"
-    with training_run(r.seed, threads=1 if device == "cpu" else None, deterministic=True):
-        return _train(name, r, device)
+    return run_recipe(RECIPE, _train, name, device, **overrides)
 
 
 def _train(name: str, r: Recipe, device: str) -> dict[str, Any]:
@@ -261,9 +239,8 @@ def _train(name: str, r: Recipe, device: str) -> dict[str, Any]:
             data["order"], data["cursor"] = torch.randperm(len(acts), generator=g).to(device), 0
         x = acts[data["order"][data["cursor"] : data["cursor"] + r.batch]]
         data["cursor"] += r.batch
-        pre = sae.pre_acts(x)
-        top = torch.relu(pre).topk(r.k, dim=-1)
-        f = torch.zeros_like(pre).scatter(-1, top.indices, top.values)
+        pre = sae.pre_acts(x)  # kept: the auxiliary loss reads the dead latents' pre-activations
+        f = sae.topk(pre)
         recon = sae.decode(f)
         fvu = ((recon - x) ** 2).sum(-1).mean() / ((x - x.mean(0)) ** 2).sum(-1).mean()
         since_fired = torch.where((f > 0).any(0), torch.zeros_like(since_fired), since_fired + 1)

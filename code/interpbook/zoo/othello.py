@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,7 @@ from torch import Tensor
 from interpbook.datasets import othello as game
 from interpbook.zoo.native import build_native, load_native_checkpoint
 from interpbook.zoo.registry import ModelSpec, register
-from interpbook.zoo.train import BestStep, Stopwatch, adamw, run_steps, training_run, write_checkpoint
+from interpbook.zoo.train import BestStep, Stopwatch, adamw, run_recipe, run_steps, write_checkpoint
 
 NAME = "othello-mini"
 # The residual stream a linear probe reads the board from best: index 3 of `residual_streams`
@@ -112,10 +112,7 @@ def test_set(n: int = 2000) -> tuple[game.Games, Tensor, Tensor]:
 
 def train(name: str = NAME, device: str | None = None, **overrides: Any) -> dict[str, Any]:
     """Train ``othello-mini`` deterministically and save it; returns the metrics."""
-    r = replace(RECIPE, **overrides)
-    device = device or "cpu"
-    with training_run(r.seed, threads=1 if device == "cpu" else None, deterministic=True):
-        return _train(name, r, device)
+    return run_recipe(RECIPE, _train, name, device, **overrides)
 
 
 def _train(name: str, r: Recipe, device: str) -> dict[str, Any]:

@@ -74,10 +74,12 @@ def model_prev_token_scores(
     return prev_token_by_query(model, tokens, text).mean(dim=-1)
 
 
-def per_token_loss(model: Any, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos-1"]:
-    """Loss of predicting token ``i+1`` at position ``i``."""
+def per_token_loss(model: Any, tokens: Int[Tensor, "batch pos"],
+                   fwd_hooks: list | None = None) -> Float[Tensor, "batch pos-1"]:
+    """Loss of predicting token ``i+1`` at position ``i`` (with ``fwd_hooks`` applied, if any)."""
     with torch.no_grad():
-        logits = model(tokens.to(model.cfg.device)).float().cpu()
+        t = tokens.to(model.cfg.device)
+        logits = (model.run_with_hooks(t, fwd_hooks=fwd_hooks) if fwd_hooks else model(t)).float().cpu()
     logp = F.log_softmax(logits[:, :-1], dim=-1)
     return -logp.gather(-1, tokens[:, 1:, None]).squeeze(-1)
 

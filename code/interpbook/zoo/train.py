@@ -6,6 +6,8 @@ when, which step to keep, what to write. This module holds the mechanics they sh
 
 * :func:`training_run`: seeds, pins the thread count and the deterministic-algorithms flag for
   the run, and restores both afterwards (an importing notebook keeps its own settings);
+* :func:`run_recipe`: the usual body of a module's ``train``: the recipe with its overrides,
+  run inside :func:`training_run` (one deterministic thread on a CPU);
 * :func:`adamw`: the optimiser;
 * :func:`run_steps`: the step loop (lr schedule, forward/backward, clipping, optimiser step,
   evaluation points), timed by a :class:`Stopwatch`;
@@ -25,6 +27,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +68,16 @@ def training_run(
     finally:
         torch.set_num_threads(threads_before)
         torch.use_deterministic_algorithms(det_before, warn_only=warn_before)
+
+
+def run_recipe(recipe: Any, body: Callable[[str, Any, str], Any], name: str, device: str | None = None,
+               **overrides: Any) -> Any:
+    """``body(name, recipe_with_overrides, device)`` inside :func:`training_run`, seeded with the
+    recipe's ``seed``: on the CPU (the default device) one thread and deterministic algorithms."""
+    r = replace(recipe, **overrides)
+    device = device or "cpu"
+    with training_run(r.seed, threads=1 if device == "cpu" else None, deterministic=True):
+        return body(name, r, device)
 
 
 def adamw(
