@@ -199,3 +199,68 @@ def token_highlights(rows: Sequence[Sequence[str]], values, *, title: str = "",
                      f"line-height:1.6'>{label}{''.join(spans)}</div>")
     parts.append("</div>")
     return HTML("".join(parts))
+
+
+def othello_board(values=None, pieces=None, *, marks=None, titles: Sequence[str] | None = None,
+                  title: str = "", colorscale: str = "Blues", zmin=None, zmax=None, zmid=None,
+                  value_format: str = ".2f", height: int = 330) -> go.Figure:
+    """Othello boards as heatmaps, one panel per row of ``values`` (``[36]`` or ``[panels, 36]``,
+    squares numbered row by row; NaN leaves a square blank), e.g. a probe's accuracy per square;
+    ``[32]`` / ``[panels, 32]`` values (one per move token, e.g. move probabilities) and marks are
+    laid out on the board with :func:`interpbook.datasets.othello.on_board`. ``pieces`` (same shape; +1 black, -1 white, 0 empty, the engine's
+    convention) draws discs; ``marks`` (bool, same shape) puts a cross on squares, e.g. the legal
+    moves. Rows are numbered 1.. from the top, columns lettered a.. from the left."""
+    from plotly.subplots import make_subplots
+
+    from interpbook.datasets.othello import N_MOVES, SIZE, on_board, square_name
+
+    n_sq = SIZE * SIZE
+    def panels(x, what: str):
+        if x is None:
+            return None
+        a = _np(x).astype(float)
+        if a.shape[-1] == N_MOVES:  # one value per move token: lay it out on the board
+            a = on_board(a, fill=np.nan if what == "values" else 0.0)
+        if a.shape[-1] != n_sq or a.ndim not in (1, 2):
+            raise ValueError(f"othello_board: {what} must be [{n_sq}] or [panels, {n_sq}] (squares in "
+                             f"row order) or [{N_MOVES}] / [panels, {N_MOVES}] (move tokens), got shape "
+                             f"{tuple(a.shape)}")
+        return a.reshape(-1, n_sq)
+    vals, disc, cross = panels(values, "values"), panels(pieces, "pieces"), panels(marks, "marks")
+    k = max(len(a) for a in (vals, disc, cross) if a is not None) if any(
+        a is not None for a in (vals, disc, cross)) else 1
+    if titles is not None and len(titles) != k:
+        raise ValueError(f"othello_board: {k} panels but {len(titles)} titles")
+    cols, rows = [c for c in "abcdefgh"[:SIZE]], [str(r + 1) for r in range(SIZE)]
+    names = np.array([square_name(s) for s in range(n_sq)]).reshape(SIZE, SIZE)
+    fig = make_subplots(rows=1, cols=k, subplot_titles=list(titles) if titles else None,
+                        horizontal_spacing=0.04 if k > 1 else 0.0)
+    lo = np.nanmin(vals) if vals is not None and zmin is None else zmin
+    hi = np.nanmax(vals) if vals is not None and zmax is None else zmax
+    for i in range(k):
+        z = vals[min(i, len(vals) - 1)].reshape(SIZE, SIZE) if vals is not None else np.zeros((SIZE, SIZE))
+        fig.add_trace(go.Heatmap(
+            z=z, x=cols, y=rows, colorscale=colorscale if vals is not None else [[0, "#2e7d4f"], [1, "#2e7d4f"]],
+            zmin=lo, zmax=hi, zmid=zmid, showscale=vals is not None and i == k - 1, xgap=2, ygap=2,
+            customdata=names, hovertemplate="%{customdata}: %{z:" + value_format + "}<extra></extra>"), 1, i + 1)
+        if disc is not None:
+            d = disc[min(i, len(disc) - 1)]
+            for colour, v in (("black", 1), ("white", -1)):
+                sq = np.flatnonzero(d == v)
+                fig.add_trace(go.Scatter(x=[cols[s % SIZE] for s in sq], y=[rows[s // SIZE] for s in sq],
+                                         mode="markers", hoverinfo="skip", showlegend=False,
+                                         marker=dict(size=22, color=colour, line=dict(width=1, color="grey"))),
+                              1, i + 1)
+        if cross is not None:
+            sq = np.flatnonzero(cross[min(i, len(cross) - 1)] > 0)
+            fig.add_trace(go.Scatter(x=[cols[s % SIZE] for s in sq], y=[rows[s // SIZE] for s in sq],
+                                     mode="markers", hoverinfo="skip", showlegend=False,
+                                     marker=dict(size=12, symbol="x-thin", line=dict(width=2, color="crimson"))),
+                          1, i + 1)
+        fig.update_yaxes(autorange="reversed", scaleanchor=f"x{i + 1 if i else ''}", constrain="domain",
+                         row=1, col=i + 1)
+        fig.update_xaxes(constrain="domain", row=1, col=i + 1)
+    fig.update_annotations(font_size=11)  # the panel titles: several boards share one row
+    fig.update_layout(title=title, height=height, margin=dict(l=20, r=20, t=70 if titles else 40, b=30),
+                      plot_bgcolor="white")
+    return fig

@@ -33,6 +33,27 @@ TOKEN_OF_SQUARE = np.full(N_SQUARES, -1)
 TOKEN_OF_SQUARE[SQUARE_OF_TOKEN] = np.arange(N_MOVES)
 
 
+def on_board(per_token: np.ndarray, fill: float = np.nan) -> np.ndarray:
+    """Per-move values ``[..., N_MOVES]`` (e.g. the model's move probabilities) laid out on the
+    board, ``[..., N_SQUARES]``, with ``fill`` on the centre squares (which are never a move)."""
+    per_token = np.asarray(per_token)
+    if per_token.shape[-1] != N_MOVES:
+        raise ValueError(f"on_board expects [..., {N_MOVES}] values (one per move token), got shape "
+                         f"{per_token.shape}")
+    out = np.full(per_token.shape[:-1] + (N_SQUARES,), fill,
+                  dtype=np.result_type(per_token.dtype, np.asarray(fill).dtype))
+    out[..., SQUARE_OF_TOKEN] = per_token
+    return out
+
+
+def square_name(square: int) -> str:
+    """A square's name as players write it: column letter, then row number (``0`` -> ``"a1"``,
+    ``35`` -> ``"f6"`` on the 6 x 6 board)."""
+    if not 0 <= square < N_SQUARES:
+        raise ValueError(f"square must be in 0..{N_SQUARES - 1}, got {square}")
+    return f"{'abcdefgh'[square % SIZE]}{square // SIZE + 1}"
+
+
 # Bitboards: bit s of a uint64 is square s. A board is two bitboards, the mover's pieces and
 # the opponent's; a step in a direction is a shift, masked so that a step off the right (left)
 # edge does not wrap round to the next row's left (right) end.

@@ -31,7 +31,8 @@ from interpbook.zoo.train import BestStep, Stopwatch, adamw, run_recipe, run_ste
 
 NAME = "othello-mini"
 # The residual stream a linear probe reads the board from best: index 3 of `residual_streams`
-# (after block 2), measured on the shipped file (the model card and the zoo test use it).
+# (after block 2), measured on the shipped file (the model card and the zoo test use it, with
+# the probe the OthelloGPT chapter has the learner write: interpbook.solutions.othello.probing).
 BEST_PROBE_LAYER = 3
 TRAIN_SEED, TEST_SEED = 0, 1
 
@@ -208,34 +209,6 @@ def residual_streams(model: Any, tokens: Int[Tensor, "n 32"], chunk: int = 256) 
                                         names_filter=lambda n: n in names)
         out.append(torch.stack([cache[n].float().cpu() for n in names]))
     return torch.cat(out, dim=1)
-
-
-def train_board_probe(acts: Tensor, states: Tensor, steps: int = 60, lr: float = 0.1,
-                      seed: int = 0) -> tuple[Tensor, Tensor]:
-    """A linear probe ``acts [m, d] -> [m, 36, 3]`` logits, trained full-batch with Adam on the
-    cross-entropy of every square (the zoo's test of the shipped model; the chapter has the
-    learner write one)."""
-    g = torch.Generator().manual_seed(seed)
-    d = acts.shape[1]
-    W = (torch.randn(d, game.N_SQUARES * 3, generator=g) * 0.01).requires_grad_()
-    b = torch.zeros(game.N_SQUARES * 3, requires_grad=True)
-    mu, sigma = acts.mean(0), acts.std(0) + 1e-6
-    x = (acts - mu) / sigma
-    with torch.enable_grad():
-        opt = torch.optim.Adam([W, b], lr=lr)
-        for _ in range(steps):
-            opt.zero_grad()
-            logits = (x @ W + b).reshape(-1, game.N_SQUARES, 3)
-            F.cross_entropy(logits.reshape(-1, 3), states.reshape(-1)).backward()
-            opt.step()
-    W, b = W.detach() / sigma[:, None], b.detach() - (mu / sigma) @ W.detach()
-    return W, b
-
-
-def probe_accuracy(W: Tensor, b: Tensor, acts: Tensor, states: Tensor) -> float:
-    """Fraction of (position, square) pairs whose state the probe gets right."""
-    pred = (acts @ W + b).reshape(-1, game.N_SQUARES, 3).argmax(-1)
-    return (pred == states).float().mean().item()
 
 
 register(

@@ -1,0 +1,1 @@
+"""Solutions of the chapter `othello` (generated; see `interpbook.solutions`)."""
