@@ -10,4 +10,6 @@ was trained with.
 directions, verse and prose) labelled token by token from the text's layout, for probes.
 ``interpbook.datasets.othello``: the rules of 6 x 6 Othello on bitboards and seeded random
 legal games, the data of ``othello-mini``.
+``interpbook.datasets.icl_tasks``: six word-level tasks over one vocabulary, in-context prompts
+(clean, shuffled or random labels) and the held-out pairs of ``icl-tasks``.
 """

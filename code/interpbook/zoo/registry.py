@@ -47,6 +47,7 @@ _MODEL_MODULES = (
     "interpbook.zoo.gpt_mini",
     "interpbook.zoo.gpt_mini_sae",
     "interpbook.zoo.othello",
+    "interpbook.zoo.icl_tasks",
 )
 _loaded = False
 

@@ -1,0 +1,1 @@
+"""Solutions of the chapter `function_vectors` (generated; see `interpbook.solutions`)."""
