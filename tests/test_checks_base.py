@@ -49,3 +49,13 @@ def test_one_wrapper_for_every_checks_module():
         module = importlib.import_module(info.name)
         own = [n for n, v in vars(module).items() if n == "call" and v is not checks.call]
         assert not own, f"{info.name} defines its own `call`; use interpbook.checks.call"
+
+
+def test_expect_float_takes_numbers_and_one_element_tensors_only():
+    assert checks.expect_float(0.25, "x") == 0.25
+    assert checks.expect_float(torch.tensor([3]), "x") == 3.0
+    with pytest.raises(checks.CheckFailed, match="the accuracy should be one number; got a tensor of shape \\[2\\]"):
+        checks.expect_float(torch.zeros(2), "the accuracy")
+    for bad in (True, "0.5", None):
+        with pytest.raises(checks.CheckFailed, match="should be one number"):
+            checks.expect_float(bad, "the accuracy")

@@ -7,6 +7,7 @@ a message that says what was expected, what came back, and where to look."""
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -65,6 +66,19 @@ def expect_tensor(value: Any, what: str, shape: Sequence[int] | None = None,
     if floating and not value.is_floating_point():
         raise CheckFailed(f"{what} has dtype {value.dtype}; expected a floating-point tensor.")
     return value
+
+
+def expect_float(value: Any, what: str) -> float:
+    """A Python number or a one-element tensor, as a float; anything else (a bool, a string, a
+    tensor of several numbers) fails with a message naming ``what``."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise CheckFailed(f"{what} should be one number; got a tensor of shape {list(value.shape)}.")
+        return float(value.detach().float().cpu().item())
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    raise CheckFailed(f"{what} should be one number (a float or a one-element tensor); got "
+                      f"{type(value).__name__}.")
 
 
 def expect_close(actual: torch.Tensor, expected: torch.Tensor, what: str, atol: float = 1e-4,

@@ -10,11 +10,10 @@ model.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import torch
 
-from interpbook.checks import CheckFailed, call, expect_close, expect_tensor, passed
+from interpbook.checks import CheckFailed, call, expect_close, expect_float, expect_tensor, passed
 
 __all__ = [
     "check_unbalanced_direction",
@@ -22,16 +21,6 @@ __all__ = [
     "check_component_attributions",
     "check_neuron_attributions",
 ]
-
-
-def _as_float(value: Any, what: str) -> float:
-    if isinstance(value, torch.Tensor):
-        if value.numel() != 1:
-            raise CheckFailed(f"{what} should be one number, got a tensor of shape {list(value.shape)}.")
-        return float(value.item())
-    if isinstance(value, (int, float)):
-        return float(value)
-    raise CheckFailed(f"{what} should be a number (float or 0-d tensor), got {type(value).__name__}.")
 
 
 # --- unbalanced_direction ---------------------------------------------------------------------
@@ -119,7 +108,7 @@ def check_fit_constant_scale(fn: Callable) -> None:
     out = call(fn, resid, y, u, const, what="(synthetic data made with scale 4, no noise)")
     if not isinstance(out, (tuple, list)) or len(out) != 2:
         raise CheckFailed(f"fit_constant_scale should return a pair (scale, r2), got {type(out).__name__}.")
-    scale, r2 = _as_float(out[0], "scale"), _as_float(out[1], "r2")
+    scale, r2 = expect_float(out[0], "scale"), expect_float(out[1], "r2")
     if abs(scale - 0.25) < 1e-3:
         raise CheckFailed("you returned the slope 1/s0 = 0.25, not the scale s0 = 4: the LayerNorm *divides* by "
                           "its scale, so s0 is one over the least-squares coefficient.")
@@ -137,7 +126,7 @@ def check_fit_constant_scale(fn: Callable) -> None:
     # 2. Data with a residual the fit cannot explain: R^2 known by construction.
     resid, y, u, const, r2_true, p, y64 = _scale_data(seed=1, noise=1.0)
     out = call(fn, resid, y, u, const, what="(synthetic data made with scale 4 plus noise)")
-    scale, r2 = _as_float(out[0], "scale"), _as_float(out[1], "r2")
+    scale, r2 = expect_float(out[0], "scale"), expect_float(out[1], "r2")
     if abs(scale - 4.0) > 1e-3:
         raise CheckFailed(f"with noise orthogonal to x . u the least-squares scale is still exactly 4; yours is "
                           f"{scale:.4g}. Fit on position 0, through the origin after subtracting const.")

@@ -22,7 +22,7 @@ from types import SimpleNamespace
 
 import torch
 
-from interpbook.checks import CheckFailed, call, expect_tensor, passed
+from interpbook.checks import CheckFailed, call, expect_float, expect_tensor, passed
 from interpbook.datasets import icl_tasks as data
 
 __all__ = [
@@ -31,17 +31,6 @@ __all__ = [
     "check_logit_lens",
     "check_answer_rank",
 ]
-
-
-def _float(value, what: str) -> float:
-    if isinstance(value, torch.Tensor):
-        if value.numel() != 1:
-            raise CheckFailed(f"{what} should be one number; got a tensor of shape {list(value.shape)}.")
-        value = value.item()
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise CheckFailed(f"{what} should be a Python float; got {type(value).__name__}.") from None
 
 
 @functools.cache
@@ -77,7 +66,7 @@ def check_top1_accuracy(fn: Callable) -> None:
     out = call(fn, logits.clone(), answers.clone(), what="(hand-made logits [6, 6], answer_ids [6])")
     if isinstance(out, torch.Tensor) and out.numel() == 6:
         raise CheckFailed(f"got a tensor of shape {list(out.shape)}; return one number, the mean over the batch.")
-    got = _float(out, "the accuracy")
+    got = expect_float(out, "the accuracy")
     if abs(got - 3) < 1e-6:
         raise CheckFailed("got 3: the number of right answers. Return the fraction (3 of 6 rows: 0.5).")
     if abs(got - 50) < 1e-4:
@@ -94,7 +83,7 @@ def check_top1_accuracy(fn: Callable) -> None:
     answers = logits.argmax(-1).clone()
     answers[[1, 4, 7]] = (answers[[1, 4, 7]] + 3) % 20
     out = call(fn, logits.clone(), answers.clone(), what="(random logits [9, 20], answer_ids [9])")
-    got = _float(out, "the accuracy")
+    got = expect_float(out, "the accuracy")
     if abs(got - 6 / 9) > 1e-6:
         raise CheckFailed(f"on random logits [9, 20] where 6 of 9 rows' argmax is the answer, got {got:.4f}; "
                           f"expected {6 / 9:.4f}.")

@@ -19,7 +19,7 @@ from functools import lru_cache
 
 import torch
 
-from interpbook.checks import CheckFailed, call, expect_close, expect_tensor, passed
+from interpbook.checks import CheckFailed, call, expect_close, expect_float, expect_tensor, passed
 from interpbook.datasets import icl_tasks as data
 
 __all__ = [
@@ -46,17 +46,6 @@ def _setup():
         tokenizer = zi.load_tokenizer()
         lm = TransformersModel(model, tokenizer=tokenizer)
     return model, tokenizer, lm
-
-
-def _float(value, what: str) -> float:
-    if isinstance(value, torch.Tensor):
-        if value.numel() != 1:
-            raise CheckFailed(f"{what} should be one number; got a tensor of shape {list(value.shape)}.")
-        value = value.item()
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise CheckFailed(f"{what} should be a Python float; got {type(value).__name__}.") from None
 
 
 def _final_logits(prompts: list[str], layer: int | None = None, vector: torch.Tensor | None = None,
@@ -191,7 +180,7 @@ def check_accuracy_with_vector(fn: Callable) -> None:
     want = (pred_v == ans_ids).float().mean().item()  # 0.5 when the vector changes every prediction
     without = (pred_0 == ans_ids).float().mean().item()
     query_acc = (pred_v == _ids(queries)).float().mean().item()
-    got = _float(call(fn, lm, tokenizer, prompts, answers, layer, v.clone(),
+    got = expect_float(call(fn, lm, tokenizer, prompts, answers, layer, v.clone(),
                       what=f"(20 zero-shot prompts, planted answers, layer 2, a random vector of norm {norm:g})"),
                  "the accuracy")
     if abs(got - want) < 1e-6:

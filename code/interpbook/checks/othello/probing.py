@@ -21,7 +21,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from interpbook.checks import CheckFailed, call, expect_tensor, passed
+from interpbook.checks import CheckFailed, call, expect_float, expect_tensor, passed
 from interpbook.datasets import othello as game
 
 __all__ = [
@@ -33,17 +33,6 @@ __all__ = [
 ]
 
 N_SQ = game.N_SQUARES
-
-
-def _float(value, what: str) -> float:
-    if isinstance(value, torch.Tensor):
-        if value.numel() != 1:
-            raise CheckFailed(f"{what} should be one number; got a tensor of shape {list(value.shape)}.")
-        value = value.item()
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise CheckFailed(f"{what} should be a Python float; got {type(value).__name__}.") from None
 
 
 # --- relative_states --------------------------------------------------------------------------
@@ -139,7 +128,7 @@ def check_majority_baseline(fn: Callable) -> None:
     """``fn(train_states, test_states)``: accuracy on test of each square's majority training state."""
     train, test, known = _majority_data()
     out = call(fn, train.clone(), test.clone(), what="(hand-made states: train [40, 36], test [30, 36])")
-    got = _float(out, "the baseline accuracy")
+    got = expect_float(out, "the baseline accuracy")
     if abs(got - known["right"]) < 1e-6:
         passed(f"majority_baseline predicts each square's own majority (accuracy {got:.3f})")
         return
@@ -341,7 +330,7 @@ def check_occupied_accuracy(fn: Callable) -> None:
     by_pred = right[pred_occupied].float().mean().item()
     out = call(fn, W.clone(), b.clone(), acts.clone(), states.clone(),
                what="(a hand-built probe: W [108, 36, 3], b [36, 3], acts [40, 108], states [40, 36])")
-    got = _float(out, "the occupied accuracy")
+    got = expect_float(out, "the occupied accuracy")
     if abs(got - want) < 1e-5:
         passed(f"occupied_accuracy counts only the squares that hold a disc ({got:.3f}; all squares: {overall:.3f})")
         return

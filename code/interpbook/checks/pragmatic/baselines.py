@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import torch
 
-from interpbook.checks import CheckFailed, FakeHook, call, expect_close, expect_tensor, passed
+from interpbook.checks import CheckFailed, FakeHook, call, expect_close, expect_float, expect_tensor, passed
 
 __all__ = [
     "check_best_single_latent",
@@ -92,16 +92,6 @@ def _as_int(value, what: str) -> int:
     return int(value)
 
 
-def _as_float(value, what: str) -> float:
-    if isinstance(value, torch.Tensor):
-        if value.numel() != 1:
-            raise CheckFailed(f"{what} should be one number, got a tensor of shape {list(value.shape)}.")
-        return float(value.item())
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise CheckFailed(f"{what} should be a number, got {type(value).__name__}.")
-    return float(value)
-
-
 # --- best_single_latent -----------------------------------------------------------------------
 
 def check_best_single_latent(fn: Callable) -> None:
@@ -113,7 +103,7 @@ def check_best_single_latent(fn: Callable) -> None:
         if not isinstance(out, (tuple, list)) or len(out) != 2:
             raise CheckFailed(f"best_single_latent should return a pair (latent index, threshold), got {out!r:.80}.")
         i = _as_int(out[0], "the latent index")
-        t = _as_float(out[1], "the threshold")
+        t = expect_float(out[1], "the threshold")
         if i == planted["decoy"]:
             raise CheckFailed(
                 f"you picked latent {i}, a dense decoy: it fires on every positive, with the largest mean "

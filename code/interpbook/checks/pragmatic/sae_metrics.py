@@ -29,7 +29,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from interpbook.checks import CheckFailed, call, expect_close, expect_no_leftover_hooks, expect_tensor, passed
+from interpbook.checks import (
+    CheckFailed,
+    call,
+    expect_close,
+    expect_float,
+    expect_no_leftover_hooks,
+    expect_tensor,
+    passed,
+)
 
 __all__ = [
     "check_latent_frequencies",
@@ -38,17 +46,6 @@ __all__ = [
     "check_pca_fvu",
     "check_next_token_kl",
 ]
-
-
-def _as_float(value: Any, what: str) -> float:
-    """A Python number or a one-element tensor, as a float."""
-    if isinstance(value, Tensor):
-        if value.numel() != 1:
-            raise CheckFailed(f"{what} should be one number; got a tensor of shape {list(value.shape)}.")
-        return float(value.detach().float().cpu().item())
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    raise CheckFailed(f"{what} should be a float; got {type(value).__name__}.")
 
 
 # --- latent_frequencies -----------------------------------------------------------------------
@@ -172,7 +169,7 @@ def check_loss_recovered(fn: Callable) -> None:
     for what, fake in fakes:
         got = call(fn, model, fake, tokens.clone(), name, what=f"({what}; 4 windows of 32 tokens)")
         expect_no_leftover_hooks(model, getattr(fn, "__name__", "your function"))
-        got = _as_float(got, f"loss_recovered with {what}")
+        got = expect_float(got, f"loss_recovered with {what}")
         L = _losses(model, tokens, name, fake)
         expected = _ratio(L["zero"], L["spliced"], L["clean"])
         if math.isclose(got, expected, abs_tol=2e-3):
@@ -323,7 +320,7 @@ def check_pca_fvu(fn: Callable) -> None:
     for k in (2, 3):
         got = call(fn, train.clone(), test.clone(), k,
                    what=f"(64 training and 48 test vectors in 8 dims, k={k})")
-        got = _as_float(got, f"pca_fvu(..., k={k})")
+        got = expect_float(got, f"pca_fvu(..., k={k})")
         # The reconstruction error lives in the discarded directions Q[:, k:], shift included.
         expected = (((b + s)[:, k:]) ** 2).sum().item() / (centred**2).sum().item()
         if math.isclose(got, expected, abs_tol=1e-3):
