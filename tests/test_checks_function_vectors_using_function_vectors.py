@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _check_suite import check_suite
 
 from interpbook.checks import CheckFailed
 from interpbook.checks.function_vectors import using_function_vectors as checks
@@ -25,24 +26,8 @@ SOLUTIONS = {
 }
 
 
-def _stub(*args, **kwargs):
-    raise NotImplementedError
-
-
-@pytest.mark.parametrize("name", sorted(SOLUTIONS))
-def test_check_fails_on_the_stub(name):
-    with pytest.raises(CheckFailed, match="NotImplementedError"):
-        getattr(checks, f"check_{name}")(_stub)
-
-
-@pytest.mark.parametrize("name", sorted(SOLUTIONS))
-def test_check_passes_on_the_solution(name, capsys):
-    getattr(checks, f"check_{name}")(SOLUTIONS[name])
-    assert "✔" in capsys.readouterr().out
-
-
-def test_every_check_is_tested():
-    assert {f"check_{n}" for n in SOLUTIONS} == set(checks.__all__)
+test_check_fails_on_the_stub, test_check_passes_on_the_solution, test_every_check_is_tested = check_suite(
+    checks, SOLUTIONS)
 
 
 # --- add_at_final -------------------------------------------------------------------------------
